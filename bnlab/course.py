@@ -1,0 +1,185 @@
+"""`bn-course`: one entry point for the course's operations.
+
+    bn-course book [--edition learner|instructor]   build the Jupyter Book into _build/html
+    bn-course generate [STEM ...]                    solutions/STEM.py -> notebooks/STEM.ipynb
+    bn-course check-notebooks                        fail if notebooks/ differ from a regeneration
+    bn-course submit NOTEBOOK --student S            place a submission in the course root
+    bn-course autograde STEM [--student S]           nbgrader autograde
+    bn-course feedback STEM [--student S]            nbgrader generate_feedback (no hidden tests)
+    bn-course export [--to FILE]                     nbgrader export to a grades CSV
+
+nbgrader itself runs in autograder/, whose nbgrader_config.py defines the course root
+(`_course/` by default, or $BNLAB_COURSE_ROOT).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SOLUTIONS = REPO / "solutions"
+NOTEBOOKS = REPO / "notebooks"
+AUTOGRADER = REPO / "autograder"
+BUILD = REPO / "_build"
+
+
+def course_root() -> Path:
+    """The nbgrader course root, as autograder/nbgrader_config.py computes it."""
+    return Path(os.environ.get("BNLAB_COURSE_ROOT") or REPO / "_course").resolve()
+
+
+def _bin(name: str) -> str:
+    """An executable of the running environment (the venv), falling back to PATH."""
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else name
+
+
+def _run(cmd: list[str], cwd: Path = REPO, env: dict | None = None) -> None:
+    print("+", " ".join(cmd), flush=True)
+    # nbgrader calls tools such as `alembic` by name: the venv's bin/ must come first on PATH.
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    proc = subprocess.run(cmd, cwd=cwd, env={**os.environ, "PATH": path, **(env or {})})
+    if proc.returncode != 0:
+        raise SystemExit(f"bn-course: `{' '.join(cmd)}` failed with exit code {proc.returncode}")
+
+
+def nbgrader(*args: str, root: Path | None = None) -> None:
+    """Run a real `nbgrader` command with the course configuration."""
+    env = {"BNLAB_COURSE_ROOT": str(root)} if root else None
+    _run([_bin("nbgrader"), *args], cwd=AUTOGRADER, env=env)
+
+
+def stems() -> list[str]:
+    return sorted(p.stem for p in SOLUTIONS.glob("[0-9][0-9]_*.py"))
+
+
+def source_notebook(stem: str):
+    """Read solutions/STEM.py (jupytext percent format) as a notebook with stable cell ids."""
+    import jupytext
+
+    nb = jupytext.read(SOLUTIONS / f"{stem}.py")
+    nb.metadata.pop("jupytext", None)
+    for i, cell in enumerate(nb.cells):
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        cell["id"] = grade_id or f"{stem}-{i:02d}"
+        cell.metadata.pop("lines_to_next_cell", None)  # jupytext layout hint, not content
+    return nb
+
+
+def write_sources(root: Path, selected: list[str]) -> None:
+    import nbformat
+
+    for stem in selected:
+        target = root / "source" / stem / f"{stem}.ipynb"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(source_notebook(stem), target)
+
+
+def generate(selected: list[str], root: Path, dest: Path) -> list[Path]:
+    """Generate learner notebooks with `nbgrader generate_assignment` and copy them to dest."""
+    write_sources(root, selected)
+    written = []
+    for stem in selected:
+        nbgrader("generate_assignment", stem, "--force", root=root)
+        released = root / "release" / stem / f"{stem}.ipynb"
+        nb = json.loads(released.read_text(encoding="utf-8"))
+        dest.mkdir(parents=True, exist_ok=True)
+        out = dest / f"{stem}.ipynb"
+        out.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        written.append(out)
+    return written
+
+
+def check_notebooks() -> int:
+    """Regenerate every notebook into a scratch root; report any that differ from notebooks/."""
+    selected = stems()
+    with tempfile.TemporaryDirectory(prefix="bnlab-check-") as tmp:
+        fresh = generate(selected, Path(tmp) / "course", Path(tmp) / "notebooks")
+        problems = []
+        for path in fresh:
+            committed = NOTEBOOKS / path.name
+            if not committed.exists():
+                problems.append(f"notebooks/{path.name} is missing")
+            elif committed.read_text(encoding="utf-8") != path.read_text(encoding="utf-8"):
+                problems.append(f"notebooks/{path.name} differs from solutions/{path.stem}.py")
+        extra = {p.name for p in NOTEBOOKS.glob("*.ipynb")} - {p.name for p in fresh}
+        problems += [f"notebooks/{name} has no source in solutions/" for name in sorted(extra)]
+    for line in problems:
+        print("bn-course check-notebooks:", line, "- run `bn-course generate`", file=sys.stderr)
+    if not problems:
+        print(f"notebooks/ is in sync with solutions/ ({len(selected)} notebooks)")
+    return 1 if problems else 0
+
+
+def build_book(edition: str = "learner") -> Path:
+    env = {"BNLAB_EDITION": edition}
+    out = BUILD if edition == "learner" else BUILD / "instructor"
+    cmd = [_bin("jupyter-book"), "build", str(REPO), "--path-output", str(out)]
+    _run([*cmd, "--builder", "html", "-W", "-n", "--keep-going"], env=env)
+    return out / "html"
+
+
+def submit(notebook: Path, student: str, stem: str, root: Path) -> Path:
+    target = root / "submitted" / student / stem / f"{stem}.ipynb"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(notebook, target)
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bn-course", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("book", help="build the book into _build/html")
+    p.add_argument("--edition", choices=["learner", "instructor"], default="learner")
+    p = sub.add_parser("generate", help="regenerate learner notebooks from solutions/")
+    p.add_argument("stems", nargs="*")
+    sub.add_parser("check-notebooks", help="fail if notebooks/ are out of date")
+    p = sub.add_parser("submit", help="copy a notebook into submitted/STUDENT/STEM/")
+    p.add_argument("notebook", type=Path)
+    p.add_argument("--student", required=True)
+    p.add_argument("--assignment", help="assignment id (default: the notebook's stem)")
+    for name in ("autograde", "feedback"):
+        p = sub.add_parser(name, help=f"nbgrader {name} for one assignment")
+        p.add_argument("assignment")
+        p.add_argument("--student")
+    p = sub.add_parser("export", help="export grades to CSV")
+    p.add_argument("--to", default="grades.csv")
+    args = parser.parse_args(argv)
+
+    root = course_root()
+    if args.cmd == "book":
+        print("built:", build_book(args.edition) / "index.html")
+    elif args.cmd == "generate":
+        selected = args.stems or stems()
+        unknown = sorted(set(selected) - set(stems()))
+        if unknown:
+            parser.error(f"no solutions/{unknown[0]}.py; known: {', '.join(stems())}")
+        for path in generate(selected, root, NOTEBOOKS):
+            print("wrote", path.relative_to(REPO))
+    elif args.cmd == "check-notebooks":
+        return check_notebooks()
+    elif args.cmd == "submit":
+        if not args.notebook.is_file():
+            parser.error(f"{args.notebook}: no such file")
+        stem = args.assignment or args.notebook.stem
+        if stem not in stems():
+            parser.error(f"{args.notebook}: unknown assignment {stem!r}; pass --assignment STEM")
+        print("submitted", submit(args.notebook, args.student, stem, root))
+    elif args.cmd in ("autograde", "feedback"):
+        extra = ["--student", args.student] if args.student else []
+        verb = "autograde" if args.cmd == "autograde" else "generate_feedback"
+        nbgrader(verb, args.assignment, "--force", *extra, root=root)
+    elif args.cmd == "export":
+        nbgrader("export", "--to", str(Path(args.to).resolve()), root=root)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
