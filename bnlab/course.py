@@ -120,10 +120,11 @@ def check_notebooks() -> int:
 
 def build_book(edition: str = "learner") -> Path:
     env = {"BNLAB_EDITION": edition}
-    out = BUILD if edition == "learner" else BUILD / "instructor"
+    # jupyter-book writes to PATH_OUTPUT/_build/html: the learner edition to _build/html.
+    out = REPO if edition == "learner" else BUILD / "instructor"
     cmd = [_bin("jupyter-book"), "build", str(REPO), "--path-output", str(out)]
     _run([*cmd, "--builder", "html", "-W", "-n", "--keep-going"], env=env)
-    return out / "html"
+    return out / "_build" / "html"
 
 
 def submit(notebook: Path, student: str, stem: str, root: Path) -> Path:

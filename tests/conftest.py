@@ -1,0 +1,62 @@
+"""Shared fixtures: paths, submissions made from the corpus, the built book."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+CORPUS = REPO / "tests" / "corpus"
+BN_COURSE = str(Path(sys.executable).parent / "bn-course")
+
+
+def load_function(path: Path, name: str):
+    """Execute a corpus file (an answer cell) with NumPy in scope and return `name`."""
+    namespace = {"np": np}
+    exec(compile(path.read_text(), str(path), "exec"), namespace)
+    return namespace[name]
+
+
+def solution_code(stem: str, cell_id: str) -> str:
+    """The source of an answer cell, solution included, as the instructor wrote it."""
+    from bnlab.course import source_notebook
+
+    cell = next(c for c in source_notebook(stem).cells if c["id"] == cell_id)
+    return cell.source
+
+
+def learner_notebook_with(stem: str, cell_id: str, code: str | None) -> dict:
+    """The released learner notebook with the answer cell replaced by `code` (None: untouched)."""
+    nb = json.loads((REPO / "notebooks" / f"{stem}.ipynb").read_text())
+    if code is not None:
+        cell = next(c for c in nb["cells"] if c.get("id") == cell_id)
+        cell["source"] = code
+    return nb
+
+
+def run_course(*args: str, env: dict | None = None, check: bool = True):
+    proc = subprocess.run(
+        [BN_COURSE, *args],
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"bn-course {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def learner_book() -> Path:
+    """The learner edition, built (with its execution cache) by the real command."""
+    run_course("book")
+    html = REPO / "_build" / "html"
+    assert (html / "index.html").is_file()
+    return html
