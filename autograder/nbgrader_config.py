@@ -37,9 +37,11 @@ c.IgnorePattern.pattern = (
 c.Execute.timeout = 120
 c.Execute.interrupt_on_timeout = True
 
-# Feedback returned to learners never contains the hidden tests.
+# Feedback returned to learners never contains the hidden tests: not in a cell's source
+# (ClearHiddenTests) and not quoted by a traceback (bn_feedback.ScrubHiddenTracebacks).
 c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+    "bn_feedback.ScrubHiddenTracebacks",
     "nbgrader.preprocessors.ClearHiddenTests",
 ]

@@ -141,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--edition", choices=["learner", "instructor"], default="learner")
     p = sub.add_parser("generate", help="regenerate learner notebooks from solutions/")
     p.add_argument("stems", nargs="*")
+    p.add_argument("--dest", type=Path, default=NOTEBOOKS, help="default: notebooks/")
     sub.add_parser("check-notebooks", help="fail if notebooks/ are out of date")
     p = sub.add_parser("submit", help="copy a notebook into submitted/STUDENT/STEM/")
     p.add_argument("notebook", type=Path)
@@ -162,8 +163,8 @@ def main(argv: list[str] | None = None) -> int:
         unknown = sorted(set(selected) - set(stems()))
         if unknown:
             parser.error(f"no solutions/{unknown[0]}.py; known: {', '.join(stems())}")
-        for path in generate(selected, root, NOTEBOOKS):
-            print("wrote", path.relative_to(REPO))
+        for path in generate(selected, root, args.dest.resolve()):
+            print("wrote", path)
     elif args.cmd == "check-notebooks":
         return check_notebooks()
     elif args.cmd == "submit":
