@@ -24,6 +24,8 @@ class ScrubHiddenTracebacks(NbGraderPreprocessor):
             return cell, resources
         for output in cell.get("outputs", []):
             if output.get("output_type") == "error":
-                message = _ANSI.sub("", f"{output.get('ename', 'Error')}: {output.get('evalue', '')}")
+                message = _ANSI.sub(
+                    "", f"{output.get('ename', 'Error')}: {output.get('evalue', '')}"
+                )
                 output["traceback"] = [message, "(the test's code is not shown in feedback)"]
         return cell, resources

@@ -115,7 +115,7 @@ def check_forward_torch(batchnorm_forward, seeds=(0,), shapes=((8, 3),), eps=1e-
 
 
 def check_forward_keras(batchnorm_forward, seeds=(0,), shapes=((8, 3),), eps=1e-3):
-    """Agreement with ``keras.layers.BatchNormalization(epsilon=eps)`` called with training=True."""
+    """Agreement with ``keras.layers.BatchNormalization(epsilon=eps)``, training=True."""
     for seed in seeds:
         for n, d in shapes:
             x, gamma, beta = _inputs(n, d, seed)

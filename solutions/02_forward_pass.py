@@ -30,6 +30,7 @@ import numpy as np
 
 from bnlab import checks
 
+
 # %% nbgrader={"grade": false, "grade_id": "batchnorm_forward", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def batchnorm_forward(x, gamma, beta, eps=1e-5):
     """Training-mode batch normalization of a fully connected layer.

@@ -1,0 +1,64 @@
+# Course operations. Every target creates the virtual environment first when it is missing or
+# older than requirements.txt / pyproject.toml. See README.md for what each one produces.
+
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: help venv book book-instructor notebooks check-notebooks autograde feedback export \
+        system-deps test lint bench clean
+
+help:
+	@echo "make book            set up .venv and build the learner book -> _build/html"
+	@echo "make test            set up .venv and system packages, run lint and the test suite"
+	@echo "make book-instructor the instructor edition (answers shown) -> _build/instructor"
+	@echo "make notebooks       regenerate notebooks/ from solutions/ (nbgrader)"
+	@echo "make autograde A=02_forward_pass | feedback A=... | export   grade _course/submitted"
+	@echo "make bench           benchmark the book build -> bench/RESULTS.md"
+
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	touch $@
+
+venv: $(STAMP)
+
+book: $(STAMP)
+	$(BIN)/bn-course book
+
+book-instructor: $(STAMP)
+	$(BIN)/bn-course book --edition instructor
+
+notebooks: $(STAMP)
+	$(BIN)/bn-course generate
+
+check-notebooks: $(STAMP)
+	$(BIN)/bn-course check-notebooks
+
+autograde: $(STAMP)
+	$(BIN)/bn-course autograde $(A)
+
+feedback: $(STAMP)
+	$(BIN)/bn-course feedback $(A)
+
+export: $(STAMP)
+	$(BIN)/bn-course export --to grades.csv
+
+# Debian packages the tests use (headless chromium). Installs them when run as root.
+system-deps:
+	bash .ci/system-deps.sh
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: $(STAMP) system-deps lint
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python bench/bench_book.py
+
+clean:
+	rm -rf _build _course
