@@ -3,6 +3,8 @@
     bn-course book [--edition learner|instructor]   build the Jupyter Book into _build/html
     bn-course generate [STEM ...]                    solutions/STEM.py -> notebooks/STEM.ipynb
     bn-course check-notebooks                        fail if notebooks/ differ from a regeneration
+    bn-course release STEM                           nbgrader release_assignment (exchange)
+    bn-course collect STEM                           nbgrader collect (exchange -> submitted/)
     bn-course submit NOTEBOOK --student S            place a submission in the course root
     bn-course autograde STEM [--student S]           nbgrader autograde
     bn-course feedback STEM [--student S]            nbgrader generate_feedback (no hidden tests)
@@ -147,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("notebook", type=Path)
     p.add_argument("--student", required=True)
     p.add_argument("--assignment", help="assignment id (default: the notebook's stem)")
+    for name in ("release", "collect"):
+        p = sub.add_parser(name, help=f"nbgrader {name} through the exchange")
+        p.add_argument("assignment")
     for name in ("autograde", "feedback"):
         p = sub.add_parser(name, help=f"nbgrader {name} for one assignment")
         p.add_argument("assignment")
@@ -174,6 +179,10 @@ def main(argv: list[str] | None = None) -> int:
         if stem not in stems():
             parser.error(f"{args.notebook}: unknown assignment {stem!r}; pass --assignment STEM")
         print("submitted", submit(args.notebook, args.student, stem, root))
+    elif args.cmd == "release":
+        nbgrader("release_assignment", args.assignment, "--force", root=root)
+    elif args.cmd == "collect":
+        nbgrader("collect", args.assignment, "--update", root=root)
     elif args.cmd in ("autograde", "feedback"):
         extra = ["--student", args.student] if args.student else []
         verb = "autograde" if args.cmd == "autograde" else "generate_feedback"

@@ -7,7 +7,12 @@ course root, with the instructor's solution, an untouched notebook, valid varian
 from __future__ import annotations
 
 import csv
+import getpass
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from bs4 import BeautifulSoup
@@ -28,11 +33,37 @@ SUBMISSIONS = {
 }
 
 
+# This machine's own user goes the way a learner on a shared JupyterHub does: fetch from the
+# exchange, work, `nbgrader submit`; the instructor collects. The others arrive as files.
+EXCHANGE_STUDENT = getpass.getuser()
+
+
+def learner_nbgrader(*args, cwd: Path, root: Path) -> None:
+    exe = str(Path(sys.executable).parent / "nbgrader")
+    exchange = f"--Exchange.root={root / 'exchange'}"
+    subprocess.run(
+        [exe, *args, "--course", "batchnorm", exchange],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+        env={**os.environ, "PATH": str(Path(exe).parent) + os.pathsep + os.environ["PATH"]},
+    )
+
+
 @pytest.fixture(scope="module")
 def course(tmp_path_factory):
     root = tmp_path_factory.mktemp("course")
     env = {"BNLAB_COURSE_ROOT": str(root)}
     run_course("generate", STEM, "--dest", str(root / "generated"), env=env)
+    run_course("release", STEM, env=env)
+    home = tmp_path_factory.mktemp("learner-home")
+    learner_nbgrader("fetch_assignment", STEM, cwd=home, root=root)
+    fetched = home / STEM / f"{STEM}.ipynb"
+    nb = json.loads(fetched.read_text())
+    next(c for c in nb["cells"] if c.get("id") == ANSWER)["source"] = solution_code(STEM, ANSWER)
+    fetched.write_text(json.dumps(nb))
+    learner_nbgrader("submit", STEM, cwd=home, root=root)
+    run_course("collect", STEM, env=env)
     for student, code in SUBMISSIONS.items():
         path = root / f"{student}.ipynb"
         path.write_text(json.dumps(learner_notebook_with(STEM, ANSWER, code)))
@@ -62,6 +93,10 @@ def test_generated_notebook_equals_committed(course):
 
 def test_solution_scores_full_marks(course):
     assert course[1]["alice"] == MAX
+
+
+def test_submission_through_the_exchange_is_collected_and_graded(course):
+    assert course[1][EXCHANGE_STUDENT] == MAX
 
 
 def test_untouched_notebook_scores_zero(course):
