@@ -3,7 +3,7 @@
     bn-course book [--edition learner|instructor]   build the Jupyter Book into _build/html
     bn-course generate [STEM ...]                    solutions/STEM.py -> notebooks/STEM.ipynb
     bn-course check-notebooks                        fail if notebooks/ differ from a regeneration
-    bn-course release STEM                           nbgrader release_assignment (exchange)
+    bn-course release STEM                           generate_assignment + release_assignment
     bn-course collect STEM                           nbgrader collect (exchange -> submitted/)
     bn-course submit NOTEBOOK --student S            place a submission in the course root
     bn-course autograde STEM [--student S]           nbgrader autograde
@@ -84,26 +84,39 @@ def write_sources(root: Path, selected: list[str]) -> None:
         nbformat.write(source_notebook(stem), target)
 
 
-def generate(selected: list[str], root: Path, dest: Path) -> list[Path]:
-    """Generate learner notebooks with `nbgrader generate_assignment` and copy them to dest."""
-    write_sources(root, selected)
+def generate(selected: list[str], dest: Path) -> list[Path]:
+    """Learner notebooks from solutions/, by `nbgrader generate_assignment` in a scratch root.
+
+    The result depends on solutions/ alone (not on any gradebook or submission), so CI can
+    regenerate it and compare with the committed notebooks/.
+    """
     written = []
-    for stem in selected:
-        nbgrader("generate_assignment", stem, "--force", root=root)
-        released = root / "release" / stem / f"{stem}.ipynb"
-        nb = json.loads(released.read_text(encoding="utf-8"))
-        dest.mkdir(parents=True, exist_ok=True)
-        out = dest / f"{stem}.ipynb"
-        out.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-        written.append(out)
+    with tempfile.TemporaryDirectory(prefix="bnlab-generate-") as tmp:
+        root = Path(tmp)
+        write_sources(root, selected)
+        for stem in selected:
+            nbgrader("generate_assignment", stem, "--force", root=root)
+            released = root / "release" / stem / f"{stem}.ipynb"
+            nb = json.loads(released.read_text(encoding="utf-8"))
+            dest.mkdir(parents=True, exist_ok=True)
+            out = dest / f"{stem}.ipynb"
+            out.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+            written.append(out)
     return written
+
+
+def release(stem: str, root: Path) -> None:
+    """Generate the assignment in the course root (gradebook + release/) and release it."""
+    write_sources(root, [stem])
+    nbgrader("generate_assignment", stem, "--force", root=root)
+    nbgrader("release_assignment", stem, "--force", root=root)
 
 
 def check_notebooks() -> int:
     """Regenerate every notebook into a scratch root; report any that differ from notebooks/."""
     selected = stems()
     with tempfile.TemporaryDirectory(prefix="bnlab-check-") as tmp:
-        fresh = generate(selected, Path(tmp) / "course", Path(tmp) / "notebooks")
+        fresh = generate(selected, Path(tmp) / "notebooks")
         problems = []
         for path in fresh:
             committed = NOTEBOOKS / path.name
@@ -168,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         unknown = sorted(set(selected) - set(stems()))
         if unknown:
             parser.error(f"no solutions/{unknown[0]}.py; known: {', '.join(stems())}")
-        for path in generate(selected, root, args.dest.resolve()):
+        for path in generate(selected, args.dest.resolve()):
             print("wrote", path)
     elif args.cmd == "check-notebooks":
         return check_notebooks()
@@ -180,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"{args.notebook}: unknown assignment {stem!r}; pass --assignment STEM")
         print("submitted", submit(args.notebook, args.student, stem, root))
     elif args.cmd == "release":
-        nbgrader("release_assignment", args.assignment, "--force", root=root)
+        release(args.assignment, root)
     elif args.cmd == "collect":
         nbgrader("collect", args.assignment, "--update", root=root)
     elif args.cmd in ("autograde", "feedback"):

@@ -12,7 +12,7 @@
 # # Exercise 2 — the BatchNorm forward pass
 #
 # Read the chapter *The forward pass* first. Here you implement training-mode batch
-# normalization for a fully connected layer in NumPy.
+# normalization in NumPy, for a fully connected layer and then for a convolutional one.
 #
 # For a mini-batch $x \in \mathbb{R}^{N \times D}$ and each feature $j$:
 #
@@ -21,9 +21,11 @@
 #   \hat x_{ij} = \frac{x_{ij} - \mu_j}{\sqrt{\sigma_j^2 + \epsilon}}, \qquad
 #   y_{ij} = \gamma_j \hat x_{ij} + \beta_j .$$
 #
-# The cells marked *tests* check your answer. The visible ones run here; the grader adds more
-# (other shapes and seeds, and the real `torch` and `keras` layers as references).
-# Do not rename the function or change its signature.
+# The cells marked *tests* check your answer; each is worth the points shown in its
+# metadata, so a partly right answer earns partial credit. The visible tests run here, and
+# when one fails it names the likely mistake. The grader adds more inputs (other shapes,
+# seeds, float32, large means) and compares with the real `torch` and `keras` layers.
+# Do not rename the functions or change their signatures.
 
 # %% nbgrader={"grade": false, "grade_id": "imports", "locked": true, "schema_version": 3, "solution": false, "task": false}
 import numpy as np
@@ -54,59 +56,113 @@ def batchnorm_forward(x, gamma, beta, eps=1e-5):
     cache : any
         Whatever your backward pass will need later (for example x_hat and the variance).
 
-    Hints: reduce over axis 0; keep the dtype of x; do not loop over samples.
+    Hints: reduce over axis 0; keep the dtype of x; do not loop over samples; NumPy only
+    (calls into torch or TensorFlow earn no points).
     """
     ### BEGIN SOLUTION
     mu = x.mean(axis=0)
     xc = x - mu
     var = (xc * xc).mean(axis=0)
-    inv_std = 1.0 / np.sqrt(var + eps)
-    x_hat = xc * inv_std
+    std = np.sqrt(var + eps)
+    x_hat = xc / std
     out = gamma * x_hat + beta
-    cache = (x_hat, gamma, inv_std)
+    cache = (x_hat, xc, var, std, gamma, eps)
     return out, cache
     ### END SOLUTION
 
 
 # %% [markdown]
-# ## Tests
-#
-# Run the cell below to try your function on a small batch before the graded tests.
+# Try your function on a small batch: each column of the output should have mean 0 and
+# standard deviation 1.
 
 # %%
 x_demo = np.array([[1.0, 10.0], [2.0, 20.0], [3.0, 30.0], [4.0, 40.0]])
 out_demo, _ = batchnorm_forward(x_demo, gamma=np.ones(2), beta=np.zeros(2))
 print(np.round(out_demo, 4))
+print("mean", out_demo.mean(axis=0), "std", out_demo.std(axis=0))
+
+# %% [markdown]
+# ## Tests for `batchnorm_forward`
 
 # %% nbgrader={"grade": true, "grade_id": "test_shape", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
-checks.check_forward_shape(batchnorm_forward)
+checks.check("forward.shape", batchnorm_forward)
+### BEGIN HIDDEN TESTS
+checks.check("forward.shape", batchnorm_forward, seed=7)
+### END HIDDEN TESTS
 
 # %% nbgrader={"grade": true, "grade_id": "test_normalizes", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
-checks.check_forward_normalizes(batchnorm_forward, seed=0)
+checks.check("forward.normalizes", batchnorm_forward)
 ### BEGIN HIDDEN TESTS
-checks.check_forward_normalizes(batchnorm_forward, seed=11)
+checks.check("forward.normalizes", batchnorm_forward, seed=11)
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": true, "grade_id": "test_affine", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
-checks.check_forward_affine(batchnorm_forward, seed=1)
+checks.check("forward.affine", batchnorm_forward)
 ### BEGIN HIDDEN TESTS
-checks.check_forward_affine(batchnorm_forward, seed=12)
+checks.check("forward.affine", batchnorm_forward, seed=12)
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": true, "grade_id": "test_torch", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
-checks.check_forward_torch(batchnorm_forward, seeds=(0,), shapes=((8, 3),))
+checks.check("forward.torch", batchnorm_forward)
 ### BEGIN HIDDEN TESTS
-checks.check_forward_torch(batchnorm_forward, seeds=(3, 4), shapes=((2, 1), (5, 9), (64, 16)))
+checks.check("forward.torch", batchnorm_forward, seed=13)
 ### END HIDDEN TESTS
 
-# %% nbgrader={"grade": true, "grade_id": "test_keras", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
-checks.check_forward_keras(batchnorm_forward, seeds=(0,), shapes=((8, 3),), eps=1e-3)
+# %% nbgrader={"grade": true, "grade_id": "test_keras", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+checks.check("forward.keras", batchnorm_forward)
 ### BEGIN HIDDEN TESTS
-checks.check_forward_keras(batchnorm_forward, seeds=(5,), shapes=((2, 3), (33, 4)), eps=1e-2)
+checks.check("forward.keras", batchnorm_forward, seed=14)
 ### END HIDDEN TESTS
 
-# %% nbgrader={"grade": true, "grade_id": "test_eps", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
-# Hidden test: eps belongs inside the square root, and a constant feature must give beta.
+# %% nbgrader={"grade": true, "grade_id": "test_eps", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+# Hidden test: eps inside the square root; a constant feature must give beta.
 ### BEGIN HIDDEN TESTS
-checks.check_forward_eps(batchnorm_forward, seed=2)
+checks.check("forward.eps", batchnorm_forward, seed=15)
+### END HIDDEN TESTS
+
+# %% nbgrader={"grade": true, "grade_id": "test_large_mean", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+checks.check("forward.large_mean", batchnorm_forward)
+### BEGIN HIDDEN TESTS
+checks.check("forward.large_mean", batchnorm_forward, seed=16)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## Convolutional layers
+#
+# For activations of shape $(N, C, H, W)$, BN keeps one mean and variance per *channel*,
+# taken over the batch and both spatial axes (chapter 2, equation for the spatial case).
+
+
+# %% nbgrader={"grade": false, "grade_id": "spatial_batchnorm_forward", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def spatial_batchnorm_forward(x, gamma, beta, eps=1e-5):
+    """Training-mode batch normalization of a convolutional layer.
+
+    Parameters
+    ----------
+    x : ndarray, shape (N, C, H, W)
+        A mini-batch of N samples with C channels of H x W feature maps.
+    gamma, beta : ndarray, shape (C,)
+        Per-channel scale and shift.
+    eps : float
+
+    Returns
+    -------
+    out : ndarray, shape (N, C, H, W)
+    cache : any
+
+    One mean and one (biased) variance per channel, over the batch and both spatial axes:
+    axes (0, 2, 3). Hint: move the channel axis last and reuse batchnorm_forward.
+    """
+    ### BEGIN SOLUTION
+    n, c, h, w = x.shape
+    flat = x.transpose(0, 2, 3, 1).reshape(-1, c)
+    out, cache = batchnorm_forward(flat, gamma, beta, eps)
+    return out.reshape(n, h, w, c).transpose(0, 3, 1, 2), (cache, x.shape)
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "test_spatial", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+checks.check("forward.spatial", spatial_batchnorm_forward)
+### BEGIN HIDDEN TESTS
+checks.check("forward.spatial", spatial_batchnorm_forward, seed=17)
 ### END HIDDEN TESTS

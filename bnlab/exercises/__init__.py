@@ -1,0 +1,1 @@
+"""Checks per exercise: cases (inputs), probes (learner code -> arrays), judges (verdicts)."""

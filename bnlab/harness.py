@@ -1,0 +1,178 @@
+"""The machinery every check is built from: probes, verdicts, tolerances, diagnoses.
+
+A check is split in two, so that the learner's code never decides its own grade:
+
+* a **probe** runs the learner's functions on seeded inputs and returns plain data: a dict of
+  NumPy arrays (and strings for errors and framework calls). It is the only part that touches
+  learner code.
+* a **judge** is a function of that data alone: it computes the references with the real
+  framework layers, compares with tolerances that follow the precision of the input, and names
+  the mistake when an answer matches a known wrong variant.
+
+In a notebook both run in the learner's kernel (visible checks, nbgrader tests); the grader can
+run the probe in a sandbox and the judge in its own process on the returned arrays.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+FRAMEWORKS = ("torch", "tensorflow", "keras", "jax", "jaxlib", "tf_keras")
+
+
+class Failure(AssertionError):
+    """A check failed; the message is written for the learner."""
+
+
+@dataclass
+class Verdict:
+    prop: str
+    passed: bool
+    message: str
+    diagnosis: str | None = None  # the name of the matched mistake, if any
+
+
+@dataclass
+class Probe:
+    """What a probe hands back: arrays, plus errors and framework calls per case."""
+
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    framework_calls: list[str] = field(default_factory=list)
+
+
+class FrameworkGuard:
+    """Record calls into deep-learning frameworks made while learner code runs.
+
+    A NumPy exercise solved by calling ``torch.nn.functional.batch_norm`` (directly, through a
+    helper, or under another name) earns nothing; ``sys.setprofile`` sees Python and C calls
+    alike, whatever name the function was imported under.
+    """
+
+    def __init__(self):
+        self.calls: list[str] = []
+
+    @staticmethod
+    def _module_of(frame, event, arg) -> str:
+        if event == "c_call":
+            owner = getattr(arg, "__self__", None)
+            module = getattr(arg, "__module__", None) or type(owner).__module__
+            return f"{module or ''}.{getattr(arg, '__qualname__', getattr(arg, '__name__', ''))}"
+        if event == "call":
+            return f"{frame.f_globals.get('__name__', '')}.{frame.f_code.co_name}"
+        return ""
+
+    def _hook(self, frame, event, arg):
+        if event in ("call", "c_call"):
+            name = self._module_of(frame, event, arg)
+            if name.split(".", 1)[0] in FRAMEWORKS and len(self.calls) < 20:
+                self.calls.append(name)
+
+    def __enter__(self):
+        self._previous = sys.getprofile()
+        sys.setprofile(self._hook)
+        return self
+
+    def __exit__(self, *exc):
+        sys.setprofile(self._previous)
+        return False
+
+
+def call_learner(probe: Probe, key: str, fn: Callable, *args, **kwargs):
+    """Call learner code under the framework guard; record an exception instead of raising."""
+    guard = FrameworkGuard()
+    try:
+        with guard:
+            return fn(*args, **kwargs)
+    except Exception as err:  # noqa: BLE001 - any learner error becomes a message
+        probe.errors[key] = f"{type(err).__name__}: {err}"[:500]
+        return None
+    finally:
+        for name in guard.calls:
+            if name not in probe.framework_calls:
+                probe.framework_calls.append(name)
+
+
+def as_array(value, dtype=None) -> np.ndarray | None:
+    """Learner output as an array (None when it is not array-like)."""
+    try:
+        arr = np.asarray(value) if dtype is None else np.asarray(value, dtype=dtype)
+    except Exception:  # noqa: BLE001
+        return None
+    if arr.dtype == object:
+        return None
+    return arr
+
+
+def forward_atol(x, gamma, beta, eps, k: float = 32.0) -> np.ndarray:
+    """Absolute tolerance per feature for a BN output, following the precision of x.
+
+    A value at mean mu and spread sd carries about u * |mu| of absolute error (u: the unit
+    roundoff of x's dtype); normalization divides it by sqrt(sd^2 + eps) and gamma scales it.
+    So a float32 feature at mean 1e4 is only known to ~1e-3 and is judged accordingly, while a
+    float64 feature at mean 0 is judged to ~1e-14.
+    """
+    u = np.finfo(x.dtype if np.issubdtype(x.dtype, np.floating) else np.float64).eps
+    x64 = np.asarray(x, dtype=np.float64)
+    axes = (0,) if x64.ndim == 2 else (0, 2, 3)
+    mu = np.abs(x64.mean(axis=axes))
+    sd = x64.std(axis=axes)
+    cond = (mu + sd) / np.sqrt(sd**2 + eps) + 1.0
+    atol = k * u * (np.abs(gamma) * cond + np.abs(beta) + 1.0) + 1e-12
+    return atol if x64.ndim == 2 else atol.reshape(1, -1, 1, 1)
+
+
+def close(got, want, atol, rtol: float = 1e-7) -> bool:
+    if got is None or np.shape(got) != np.shape(want):
+        return False
+    got = np.asarray(got, dtype=np.float64)
+    return bool(np.all(np.abs(got - want) <= atol + rtol * np.abs(want)))
+
+
+def describe_difference(got, want, label: str) -> str:
+    if got is None:
+        return f"{label}: no array was returned"
+    if np.shape(got) != np.shape(want):
+        return f"{label}: shape {np.shape(got)}, expected {np.shape(want)}"
+    got = np.asarray(got, dtype=np.float64)
+    if not np.all(np.isfinite(got)):
+        return f"{label}: contains NaN or inf"
+    err = np.abs(got - want)
+    idx = np.unravel_index(int(np.argmax(err)), err.shape)
+    return (
+        f"{label}: largest difference {err.max():.3g} at index {tuple(int(i) for i in idx)} "
+        f"(got {got[idx]:.6g}, expected {want[idx]:.6g})"
+    )
+
+
+def diagnose(got, variants: dict[str, tuple[np.ndarray, str]], atol) -> tuple[str, str] | None:
+    """The first known mistake whose output the learner's answer reproduces."""
+    for name, (want, advice) in variants.items():
+        if want is not None and close(got, want, atol):
+            return name, advice
+    return None
+
+
+def framework_verdict(prop: str, probe: Probe, what: str) -> Verdict | None:
+    if probe.framework_calls:
+        shown = ", ".join(probe.framework_calls[:3])
+        return Verdict(
+            prop,
+            False,
+            f"{what} called a deep-learning framework ({shown}). This exercise is about writing "
+            "batch normalization in NumPy: framework calls earn no points for this part. Use "
+            "only NumPy operations.",
+            diagnosis="framework call",
+        )
+    return None
+
+
+def error_verdict(prop: str, probe: Probe) -> Verdict | None:
+    if probe.errors:
+        key, message = next(iter(probe.errors.items()))
+        return Verdict(prop, False, f"{key} raised {message}", diagnosis="exception")
+    return None
