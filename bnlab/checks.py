@@ -53,7 +53,7 @@ def check(check_id: str, *learner, seed: int = 0) -> Verdict:
     """Run one check; print a line when it passes, raise AssertionError when it does not."""
     verdict = run(check_id, *learner, seed=seed)
     if not verdict.passed:
-        raise Failure(verdict.message)
+        raise Failure(verdict)
     print(f"ok [{check_id}]: {verdict.message}")
     return verdict
 

@@ -16,6 +16,7 @@ run the probe in a sandbox and the judge in its own process on the returned arra
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -25,7 +26,11 @@ FRAMEWORKS = ("torch", "tensorflow", "keras", "jax", "jaxlib", "tf_keras")
 
 
 class Failure(AssertionError):
-    """A check failed; the message is written for the learner."""
+    """A check failed; the message is written for the learner, the verdict kept for graders."""
+
+    def __init__(self, verdict):
+        super().__init__(verdict.message)
+        self.verdict = verdict
 
 
 @dataclass
@@ -86,7 +91,10 @@ def call_learner(probe: Probe, key: str, fn: Callable, *args, **kwargs):
     """Call learner code under the framework guard; record an exception instead of raising."""
     guard = FrameworkGuard()
     try:
-        with guard:
+        # Warnings from learner code (0/0 and the like) would reach stderr, which nbgrader
+        # scores as a failed cell; the checks report such problems themselves.
+        with warnings.catch_warnings(), np.errstate(all="ignore"), guard:
+            warnings.simplefilter("ignore")
             return fn(*args, **kwargs)
     except Exception as err:  # noqa: BLE001 - any learner error becomes a message
         probe.errors[key] = f"{type(err).__name__}: {err}"[:500]

@@ -62,7 +62,11 @@ def cases(prop: str, seed: int) -> list[Case]:
             make_case("normalize", (32, 5), s + 1, mean=3.0, scale=4.0, eps=1e-12, affine=False)
         ]
     if prop == "affine":
-        return [make_case("affine", (16, 4), s + 2)]
+        full = make_case("affine", (16, 4), s + 2)
+        plain = Case(
+            "affine-plain", full.x, np.ones_like(full.gamma), np.zeros_like(full.beta), full.eps
+        )
+        return [full, plain]
     if prop in ("torch", "keras"):
         eps = 1e-5 if prop == "torch" else 1e-3
         return [
@@ -191,6 +195,12 @@ def variants(case: Case) -> dict[str, tuple[np.ndarray, str]]:
                 "BN shares them over the batch and both spatial axes: axes (0, 2, 3), one per "
                 f"channel ({c} in all).",
             )
+            found["spatial statistics over channels per location"] = (
+                F.layer_norm(x.permute(0, 2, 3, 1), (c,), eps=eps).permute(0, 3, 1, 2) * g + b,
+                "You normalized over the channels at each position (n, h, w). Spatial BN "
+                "reduces each channel over (N, H, W); if you reuse batchnorm_forward on the "
+                "(N*H*W, C) matrix, check that it averages over axis 0.",
+            )
             found["spatial statistics over channels"] = (
                 F.layer_norm(x, x.shape[1:], eps=eps) * g + b,
                 "You normalized over (C, H, W) per sample (layer norm). Spatial BN reduces over "
@@ -213,6 +223,21 @@ def _first_failure(prop, case_list, pr, want_fn, label_fn):
             continue
         found = diagnose(got, variants(case), atol) if got is not None else None
         detail = describe_difference(got, want, label_fn(case))
+        x64 = np.asarray(case.x, np.float64)
+        constant = np.any(x64.std(axis=0 if x64.ndim == 2 else (0, 2, 3)) == 0)
+        if (
+            found is None
+            and got is not None
+            and np.shape(got) == np.shape(want)
+            and constant
+            and not np.all(np.isfinite(got))
+        ):
+            found = (
+                "eps missing",
+                "A feature that is constant over the batch has variance 0: "
+                "without eps inside the square root, 0 / 0 gives NaN. Divide by "
+                "sqrt(var + eps).",
+            )
         if found:
             return Verdict(prop, False, f"{detail}. Diagnosis: {found[0]}. {found[1]}", found[0])
         return Verdict(prop, False, detail)
@@ -256,8 +281,30 @@ def judge(prop: str, case_list: list[Case], pr: Probe, what: str = "batchnorm_fo
             "divide by the square root of its batch variance plus eps.",
         )
     if prop == "affine":
-        failure = _first_failure(prop, case_list, pr, reference, lambda c: "out")
-        return failure or Verdict(prop, True, "out = gamma * x_hat + beta, per feature")
+        # Judged against the learner's own x_hat (gamma=1, beta=0 on the same x), so that this
+        # property stands apart from the normalization's.
+        full, plain = case_list
+        got, xh = pr.arrays[f"{full.name}.out"], pr.arrays[f"{plain.name}.out"]
+        if got.shape != full.x.shape or xh.shape != full.x.shape:
+            return Verdict(prop, False, f"out has shape {got.shape}, expected {full.x.shape}")
+        xh = xh.astype(np.float64)
+        g, b = full.gamma.astype(np.float64), full.beta.astype(np.float64)
+        atol = forward_atol(full.x, full.gamma, full.beta, full.eps)
+        if close(got, g * xh + b, atol):
+            return Verdict(prop, True, "out = gamma * x_hat + beta, per feature")
+        detail = describe_difference(got, g * xh + b, "out versus gamma * x_hat + beta")
+        ignored = "The output is x_hat itself: out = gamma * x_hat + beta."
+        swapped = "gamma scales and beta shifts: out = gamma * x_hat + beta."
+        found = None
+        for base in (xh, reference(plain)):  # the learner's own x_hat may be broken too
+            mistakes = {
+                "gamma and beta ignored": (base, ignored),
+                "gamma and beta swapped": (b * base + g, swapped),
+            }
+            found = found or diagnose(got, mistakes, atol)
+        if found:
+            return Verdict(prop, False, f"{detail}. Diagnosis: {found[0]}. {found[1]}", found[0])
+        return Verdict(prop, False, detail)
     if prop in ("torch", "keras", "spatial"):
         if prop == "keras":
 

@@ -1,3 +1,5 @@
+# expect: full
+# @cell batchnorm_forward
 def batchnorm_forward(x, gamma, beta, eps=1e-5):
     n = x.shape[0]
     mu = np.einsum("nd->d", x) / n

@@ -1,0 +1,7 @@
+# expect: test_spatial = spatial statistics over the wrong axes
+# @cell spatial_batchnorm_forward
+def spatial_batchnorm_forward(x, gamma, beta, eps=1e-5):
+    mean = x.mean(axis=(2, 3), keepdims=True)
+    var = x.var(axis=(2, 3), keepdims=True)
+    x_hat = (x - mean) / np.sqrt(var + eps)
+    return gamma.reshape(1, -1, 1, 1) * x_hat + beta.reshape(1, -1, 1, 1), x_hat
