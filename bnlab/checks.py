@@ -49,13 +49,15 @@ def run(check_id: str, *learner, seed: int = 0) -> Verdict:
     return module.judge(prop, cases, probe, what)
 
 
-def check(check_id: str, *learner, seed: int = 0) -> Verdict:
-    """Run one check; print a line when it passes, raise AssertionError when it does not."""
+def check(check_id: str, *learner, seed: int = 0) -> None:
+    """Run one check; print a line when it passes, raise AssertionError when it does not.
+
+    Returns nothing, so that a notebook cell ending with a check shows only its message.
+    """
     verdict = run(check_id, *learner, seed=seed)
     if not verdict.passed:
         raise Failure(verdict)
     print(f"ok [{check_id}]: {verdict.message}")
-    return verdict
 
 
 def report_speedup(

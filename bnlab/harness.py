@@ -40,6 +40,12 @@ class Verdict:
     message: str
     diagnosis: str | None = None  # the name of the matched mistake, if any
 
+    def __post_init__(self):
+        # Every named mistake is spelled out the same way, for learners and for reports.
+        tag = f"Diagnosis: {self.diagnosis}."
+        if self.diagnosis and self.diagnosis != "exception" and tag[:-1] not in self.message:
+            self.message = f"{tag} {self.message}"
+
 
 @dataclass
 class Probe:

@@ -1,7 +1,9 @@
-"""One graded slice end to end through the real nbgrader commands.
+"""Every assignment end to end through the real nbgrader commands, in a scratch course root.
 
-generate_assignment -> submissions -> autograde -> generate_feedback -> export, in a scratch
-course root, with the instructor's solution, an untouched notebook, valid variants and mistakes.
+release (generate_assignment + release_assignment) -> a learner's fetch_assignment and submit
+through the exchange -> collect; the rest of the cohort arrives as files (the instructor's
+solution, an untouched notebook, every corpus submission) -> autograde -> generate_feedback ->
+export. Grades are read back from the gradebook and the CSV, feedback from its HTML.
 """
 
 from __future__ import annotations
@@ -10,43 +12,60 @@ import csv
 import getpass
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from bs4 import BeautifulSoup
+from corpus_tools import corpus_files, read_submission
 
-from conftest import CORPUS, learner_notebook_with, run_course, solution_code
+from bnlab.course import source_notebook, stems
+from conftest import REPO, run_course
 
-STEM = "02_forward_pass"
-ANSWER = "batchnorm_forward"
-MAX = 10.0
-
-SUBMISSIONS = {
-    "alice": solution_code(STEM, ANSWER),
-    "bob": None,  # the learner notebook, untouched
-    "carol": (CORPUS / "forward" / "wrong_unbiased_variance.py").read_text(),
-    "dave": (CORPUS / "forward" / "wrong_eps_outside_sqrt.py").read_text(),
-    "erin": (CORPUS / "forward" / "valid_np_var.py").read_text(),
-    "frank": (CORPUS / "forward" / "valid_einsum_float32.py").read_text(),
-}
+EXCHANGE_STUDENT = getpass.getuser()  # this machine's user submits through the exchange
+GENERIC = {"failed", "exception"}
 
 
-# This machine's own user goes the way a learner on a shared JupyterHub does: fetch from the
-# exchange, work, `nbgrader submit`; the instructor collects. The others arrive as files.
-EXCHANGE_STUDENT = getpass.getuser()
+def answer_cells(stem: str) -> dict[str, str]:
+    return {
+        c["id"]: c.source
+        for c in source_notebook(stem).cells
+        if c.metadata.get("nbgrader", {}).get("solution")
+    }
+
+
+def submission(stem: str, answers: dict[str, str] | None) -> dict:
+    """The learner notebook with answers filled in (None: untouched)."""
+    nb = json.loads((REPO / "notebooks" / f"{stem}.ipynb").read_text())
+    if answers is not None:
+        filled = {**answer_cells(stem), **answers}
+        for cell in nb["cells"]:
+            if cell.get("id") in filled:
+                cell["source"] = filled[cell["id"]]
+    return nb
+
+
+def cohort(stem: str) -> dict[str, tuple[dict | None, dict | None]]:
+    """student -> (answers, expected failing tests), for one assignment."""
+    students = {"solution": ({}, {}), "blank": (None, None)}
+    for path in corpus_files():
+        if path.parent.name == stem:
+            answers, expect = read_submission(path)
+            students[path.stem] = (answers, expect or {})
+    return students
 
 
 def learner_nbgrader(*args, cwd: Path, root: Path) -> None:
-    exe = str(Path(sys.executable).parent / "nbgrader")
-    exchange = f"--Exchange.root={root / 'exchange'}"
+    exe = Path(sys.executable).parent / "nbgrader"
+    env = {**os.environ, "PATH": f"{exe.parent}{os.pathsep}{os.environ['PATH']}"}
     subprocess.run(
-        [exe, *args, "--course", "batchnorm", exchange],
+        [str(exe), *args, "--course", "batchnorm", f"--Exchange.root={root / 'exchange'}"],
         cwd=cwd,
         check=True,
         capture_output=True,
-        env={**os.environ, "PATH": str(Path(exe).parent) + os.pathsep + os.environ["PATH"]},
+        env=env,
     )
 
 
@@ -54,79 +73,99 @@ def learner_nbgrader(*args, cwd: Path, root: Path) -> None:
 def course(tmp_path_factory):
     root = tmp_path_factory.mktemp("course")
     env = {"BNLAB_COURSE_ROOT": str(root)}
-    run_course("generate", STEM, "--dest", str(root / "generated"), env=env)
-    run_course("release", STEM, env=env)
     home = tmp_path_factory.mktemp("learner-home")
-    learner_nbgrader("fetch_assignment", STEM, cwd=home, root=root)
-    fetched = home / STEM / f"{STEM}.ipynb"
-    nb = json.loads(fetched.read_text())
-    next(c for c in nb["cells"] if c.get("id") == ANSWER)["source"] = solution_code(STEM, ANSWER)
-    fetched.write_text(json.dumps(nb))
-    learner_nbgrader("submit", STEM, cwd=home, root=root)
-    run_course("collect", STEM, env=env)
-    for student, code in SUBMISSIONS.items():
-        path = root / f"{student}.ipynb"
-        path.write_text(json.dumps(learner_notebook_with(STEM, ANSWER, code)))
-        run_course("submit", str(path), "--student", student, "--assignment", STEM, env=env)
-    run_course("autograde", STEM, env=env)
-    run_course("feedback", STEM, env=env)
+    for stem in stems():
+        run_course("release", stem, env=env)
+        # One learner goes the JupyterHub way: fetch, solve, submit; the instructor collects.
+        learner_nbgrader("fetch_assignment", stem, cwd=home, root=root)
+        (home / stem / f"{stem}.ipynb").write_text(json.dumps(submission(stem, {})))
+        learner_nbgrader("submit", stem, cwd=home, root=root)
+        run_course("collect", stem, env=env)
+        for student, (answers, _) in cohort(stem).items():
+            path = root / "incoming" / stem / f"{student}.ipynb"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(submission(stem, answers)))
+            run_course("submit", str(path), "--student", student, "--assignment", stem, env=env)
+        run_course("autograde", stem, env=env)
+        run_course("feedback", stem, env=env)
     run_course("export", "--to", str(root / "grades.csv"), env=env)
     with open(root / "grades.csv", newline="") as f:
-        scores = {row["student_id"]: float(row["score"]) for row in csv.DictReader(f)}
-    return root, scores
+        rows = list(csv.DictReader(f))
+    return root, rows
 
 
-def cell_scores(root, student):
+def scores(course, stem):
+    return {
+        r["student_id"]: (float(r["score"]), float(r["max_score"]))
+        for r in course[1]
+        if r["assignment"] == stem
+    }
+
+
+def cell_scores(root, stem, student):
     from nbgrader.api import Gradebook
 
     with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
-        nb = gb.find_submission_notebook(STEM, STEM, student)
-        return {g.name: g.score for g in nb.grades}
+        nb = gb.find_submission_notebook(stem, stem, student)
+        return {g.name: (g.score, g.max_score) for g in nb.grades}
 
 
-def test_generated_notebook_equals_committed(course):
+def feedback_text(root, stem, student) -> tuple[str, str]:
+    html = (root / "feedback" / student / stem / f"{stem}.html").read_text()
+    return html, BeautifulSoup(html, "html.parser").get_text()
+
+
+@pytest.mark.parametrize("stem", stems())
+def test_solution_and_exchange_submission_score_full_marks(course, stem):
+    got = scores(course, stem)
+    assert got["solution"][0] == got["solution"][1] > 0
+    assert got[EXCHANGE_STUDENT][0] == got[EXCHANGE_STUDENT][1]
+
+
+@pytest.mark.parametrize("stem", stems())
+def test_untouched_notebook_scores_zero(course, stem):
+    assert scores(course, stem)["blank"][0] == 0.0
+
+
+@pytest.mark.parametrize("stem", stems())
+def test_valid_variants_score_full_marks(course, stem):
+    got = scores(course, stem)
+    valid = [s for s, (_, expect) in cohort(stem).items() if s.startswith("valid_")]
+    assert valid
+    for student in valid:
+        assert got[student][0] == got[student][1], student
+
+
+@pytest.mark.parametrize("stem", stems())
+def test_mistakes_lose_exactly_their_parts_and_feedback_names_them(course, stem):
     root, _ = course
-    assert (root / "generated" / f"{STEM}.ipynb").read_text() == (
-        CORPUS.parent.parent / "notebooks" / f"{STEM}.ipynb"
-    ).read_text()
+    wrong = {s: e for s, (_, e) in cohort(stem).items() if s.startswith("wrong_")}
+    assert wrong
+    for student, expect in wrong.items():
+        cells = cell_scores(root, stem, student)
+        for grade_id, (score, max_score) in cells.items():
+            assert score == (0 if grade_id in expect else max_score), (student, grade_id)
+        total = sum(s for s, _ in cells.values())
+        assert 0 <= total < sum(m for _, m in cells.values())
+        _, text = feedback_text(root, stem, student)
+        for diagnosis in set(expect.values()) - GENERIC:
+            assert f"Diagnosis: {diagnosis}" in text, (student, diagnosis)
 
 
-def test_solution_scores_full_marks(course):
-    assert course[1]["alice"] == MAX
-
-
-def test_submission_through_the_exchange_is_collected_and_graded(course):
-    assert course[1][EXCHANGE_STUDENT] == MAX
-
-
-def test_untouched_notebook_scores_zero(course):
-    assert course[1]["bob"] == 0.0
-
-
-@pytest.mark.parametrize("student", ["erin", "frank"])
-def test_valid_variants_score_full_marks(course, student):
-    assert course[1][student] == MAX
-
-
-@pytest.mark.parametrize("student", ["carol", "dave"])
-def test_mistakes_score_partial_marks(course, student):
-    assert 0.0 < course[1][student] < MAX
-
-
-def test_partial_credit_follows_the_broken_property(course):
+@pytest.mark.parametrize("stem", stems())
+def test_feedback_never_shows_hidden_tests(course, stem):
     root, _ = course
-    carol = cell_scores(root, "carol")  # unbiased variance: right shape and affine, wrong values
-    assert carol["test_shape"] == 1 and carol["test_affine"] == 1
-    assert carol["test_normalizes"] == 0 and carol["test_torch"] == 0 and carol["test_keras"] == 0
-    dave = cell_scores(root, "dave")  # eps outside the root: only the eps-sensitive parts fail
-    assert dave["test_normalizes"] == 2 and dave["test_eps"] == 0
-
-
-def test_feedback_hides_hidden_tests(course):
-    root, _ = course
-    html = (root / "feedback" / "carol" / STEM / f"{STEM}.html").read_text()
-    text = BeautifulSoup(html, "html.parser").get_text()
-    assert "check_forward_normalizes(batchnorm_forward, seed=0)" in text  # visible test shown
-    assert "unbiased variance" in text  # the failure's explanation reaches the learner
-    for hidden in ("seed=11", "check_forward_eps", "BEGIN HIDDEN TESTS", "(64, 16)"):
-        assert hidden not in text and hidden not in html
+    source = "\n".join(c.source for c in source_notebook(stem).cells)
+    hidden = [
+        line.strip()
+        for block in source.split("### BEGIN HIDDEN TESTS")[1:]
+        for line in block.split("### END HIDDEN TESTS")[0].splitlines()
+        if line.strip()
+    ]
+    assert hidden
+    for student in ("blank", "solution", *[s for s in cohort(stem) if s.startswith("wrong_")]):
+        html, text = feedback_text(root, stem, student)
+        for line in hidden:
+            assert line not in text, (student, line)
+        assert not re.search(r"seed=\s*\d", text.replace("seed=0", "")), student
+        assert "BEGIN HIDDEN TESTS" not in html

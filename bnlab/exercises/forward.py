@@ -366,7 +366,7 @@ def judge(prop: str, case_list: list[Case], pr: Probe, what: str = "batchnorm_fo
             return Verdict(
                 prop,
                 False,
-                f"{failure.message}. Diagnosis: precision lost to cancellation. Your answer is "
+                f"{failure.message}. Diagnosis: one-pass variance cancellation. Your answer is "
                 "right at moderate means but not when |mean| >> std: the one-pass formula "
                 "E[x^2] - E[x]^2 subtracts two huge, nearly equal numbers. Subtract the mean "
                 "first, then average the squares (two passes).",
