@@ -15,10 +15,12 @@ run the probe in a sandbox and the judge in its own process on the returned arra
 
 from __future__ import annotations
 
+import json
 import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -54,6 +56,23 @@ class Probe:
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     framework_calls: list[str] = field(default_factory=list)
+
+    def save(self, folder) -> None:
+        """Write as data only: arrays.npz (no pickles) and messages.json."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        np.savez(folder / "arrays.npz", **self.arrays)
+        meta = {"errors": self.errors, "framework_calls": self.framework_calls}
+        (folder / "messages.json").write_text(json.dumps(meta))
+
+    @classmethod
+    def load(cls, folder) -> Probe:
+        folder = Path(folder)
+        with np.load(folder / "arrays.npz", allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+        meta = json.loads((folder / "messages.json").read_text())
+        errors = {str(k): str(v) for k, v in dict(meta["errors"]).items()}
+        return cls(arrays, errors, [str(c) for c in meta["framework_calls"]])
 
 
 class FrameworkGuard:

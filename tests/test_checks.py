@@ -96,3 +96,44 @@ def test_keras_reference_writes_nothing_to_stderr():
     )
     assert _stderr_of(raw) != ""
     assert _stderr_of(quiet) == ""
+
+
+@pytest.mark.parametrize("check_id", sorted(checks.CHECKS))
+def test_judges_are_functions_of_data(tmp_path, check_id):
+    """A probe saved as npz/json and loaded elsewhere gives the judge the same verdict: the
+    learner's code can run in one process and the decision be made in another."""
+    from corpus_tools import notebook_with
+
+    module, prop, what = checks.CHECKS[check_id]
+    stem = {
+        "forward": "02_forward_pass",
+        "backward": "03_backward_pass",
+        "running": "04_train_vs_inference",
+    }[check_id.split(".")[0]]
+    ns: dict = {}
+    for cell in notebook_with(stem, {}).cells:
+        if cell.metadata.get("nbgrader", {}).get("solution") or cell["id"] == "imports":
+            exec(cell.source, ns)
+    learner = {
+        "forward.spatial": ["spatial_batchnorm_forward"],
+        "backward.fast": ["batchnorm_forward", "batchnorm_backward_fast"],
+        "backward.spatial": ["spatial_batchnorm_forward", "spatial_batchnorm_backward"],
+    }
+    names = (
+        learner.get(check_id)
+        or {
+            "forward": ["batchnorm_forward"],
+            "backward": ["batchnorm_forward", "batchnorm_backward"],
+            "running": ["BatchNorm1d"],
+        }[check_id.split(".")[0]]
+    )
+    cases = module.cases(prop, 3)
+    probe = module.probe(*[ns[n] for n in names], cases)
+    probe.save(tmp_path)
+    loaded = Probe.load(tmp_path)
+    assert loaded.arrays.keys() == probe.arrays.keys()
+    direct, replayed = (
+        module.judge(prop, cases, probe, what),
+        module.judge(prop, cases, loaded, what),
+    )
+    assert direct.passed and replayed.passed and direct.message == replayed.message
