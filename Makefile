@@ -59,6 +59,7 @@ test: $(STAMP) system-deps lint
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_book.py
+	$(BIN)/python bench/bench_notebooks.py
 
 clean:
 	rm -rf _build _course
