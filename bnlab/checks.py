@@ -11,42 +11,69 @@ an AssertionError that names the mistake when it does not. Nothing here contains
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
+from types import ModuleType
 
 import numpy as np
 
-from bnlab.exercises import backward, forward, running
+from bnlab.exercises import backward, forward, running, torch_layers
 from bnlab.harness import Failure, Verdict
 
-# check id -> (exercise module, property, what the learner wrote)
+
+@dataclass(frozen=True)
+class Spec:
+    module: ModuleType  # the exercise's cases, probe and judge
+    prop: str  # the property judged
+    stem: str  # the assignment whose notebook defines the learner's code
+    names: tuple[str, ...]  # the learner's functions/classes the probe takes, in order
+
+    @property
+    def what(self) -> str:
+        return self.names[-1] if self.module is not torch_layers else "/".join(self.names)
+
+
+_FWD = ("batchnorm_forward",)
+_BWD = ("batchnorm_forward", "batchnorm_backward")
+_MODULES = ("BatchNorm1d", "BatchNorm2d")
 CHECKS = {
-    "forward.shape": (forward, "shape", "batchnorm_forward"),
-    "forward.normalizes": (forward, "normalizes", "batchnorm_forward"),
-    "forward.affine": (forward, "affine", "batchnorm_forward"),
-    "forward.torch": (forward, "torch", "batchnorm_forward"),
-    "forward.keras": (forward, "keras", "batchnorm_forward"),
-    "forward.eps": (forward, "eps", "batchnorm_forward"),
-    "forward.large_mean": (forward, "large_mean", "batchnorm_forward"),
-    "forward.spatial": (forward, "spatial", "spatial_batchnorm_forward"),
-    "backward.dx": (backward, "dx", "batchnorm_backward"),
-    "backward.dgamma": (backward, "dgamma", "batchnorm_backward"),
-    "backward.dbeta": (backward, "dbeta", "batchnorm_backward"),
-    "backward.fast": (backward, "fast", "batchnorm_backward_fast"),
-    "backward.spatial": (backward, "spatial", "spatial_batchnorm_backward"),
-    "running.init": (running, "init", "BatchNorm1d"),
-    "running.modes": (running, "modes", "BatchNorm1d"),
-    "running.mean": (running, "mean", "BatchNorm1d"),
-    "running.var": (running, "var", "BatchNorm1d"),
-    "running.eval": (running, "eval", "BatchNorm1d"),
-    "running.backward": (running, "backward", "BatchNorm1d"),
+    **{
+        f"forward.{p}": Spec(forward, p, "02_forward_pass", _FWD)
+        for p in ("shape", "normalizes", "affine", "torch", "keras", "eps", "large_mean")
+    },
+    "forward.spatial": Spec(forward, "spatial", "02_forward_pass", ("spatial_batchnorm_forward",)),
+    **{
+        f"backward.{p}": Spec(backward, p, "03_backward_pass", _BWD)
+        for p in ("dx", "dgamma", "dbeta")
+    },
+    "backward.fast": Spec(
+        backward, "fast", "03_backward_pass", ("batchnorm_forward", "batchnorm_backward_fast")
+    ),
+    "backward.spatial": Spec(
+        backward,
+        "spatial",
+        "03_backward_pass",
+        ("spatial_batchnorm_forward", "spatial_batchnorm_backward"),
+    ),
+    **{
+        f"running.{p}": Spec(running, p, "04_train_vs_inference", ("BatchNorm1d",))
+        for p in ("init", "modes", "mean", "var", "eval", "backward")
+    },
+    "torch.function": Spec(
+        torch_layers, "function", "05_frameworks_torch", ("BatchNormFunction",)
+    ),
+    **{
+        f"torch.{p}": Spec(torch_layers, p, "05_frameworks_torch", _MODULES)
+        for p in ("train", "momentum_none", "eval", "state_dict")
+    },
 }
 
 
 def run(check_id: str, *learner, seed: int = 0) -> Verdict:
     """Probe and judge; return the verdict without raising."""
-    module, prop, what = CHECKS[check_id]
-    cases = module.cases(prop, seed)
-    probe = module.probe(*learner, cases)
-    return module.judge(prop, cases, probe, what)
+    spec = CHECKS[check_id]
+    cases = spec.module.cases(spec.prop, seed)
+    probe = spec.module.probe(*learner, cases)
+    return spec.module.judge(spec.prop, cases, probe, spec.what)
 
 
 def check(check_id: str, *learner, seed: int = 0) -> None:

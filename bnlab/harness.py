@@ -75,6 +75,35 @@ class Probe:
         return cls(arrays, errors, [str(c) for c in meta["framework_calls"]])
 
 
+NORMALIZATION_NAMES = (
+    "batch_norm",
+    "batchnorm",
+    "batch_normalization",
+    "instance_norm",
+    "group_norm",
+    "layer_norm",
+    "fusedbatchnorm",
+)
+
+
+def numpy_exercise_forbids(name: str) -> bool:
+    """In a NumPy exercise every call into a deep-learning framework is off limits."""
+    return name.partition(":")[0].split(".", 1)[0] in FRAMEWORKS
+
+
+def framework_exercise_forbids(name: str) -> bool:
+    """In a PyTorch/Keras exercise the framework is allowed, its own normalization layers not
+    (F.batch_norm, torch.batch_norm, aten ops, nn.BatchNorm*, keras BatchNormalization,
+    tf.nn.batch_normalization, fused kernels, and the other normalizations built on them)."""
+    # Judge the defining module and the function's own name, not the class it was reached
+    # through: the learner's `BatchNormFunction.apply` runs torch's Function.apply.
+    module, _, qualname = name.partition(":")
+    final = qualname.rsplit(".", 1)[-1].lower()
+    return module.split(".", 1)[0] in FRAMEWORKS and any(
+        n in module.lower() or n in final for n in NORMALIZATION_NAMES
+    )
+
+
 class FrameworkGuard:
     """Record calls into deep-learning frameworks made while learner code runs.
 
@@ -83,23 +112,24 @@ class FrameworkGuard:
     alike, whatever name the function was imported under.
     """
 
-    def __init__(self):
+    def __init__(self, forbidden: Callable[[str], bool] | None = None):
         self.calls: list[str] = []
+        self.forbidden = forbidden or numpy_exercise_forbids
 
     @staticmethod
     def _module_of(frame, event, arg) -> str:
         if event == "c_call":
             owner = getattr(arg, "__self__", None)
             module = getattr(arg, "__module__", None) or type(owner).__module__
-            return f"{module or ''}.{getattr(arg, '__qualname__', getattr(arg, '__name__', ''))}"
+            return f"{module or ''}:{getattr(arg, '__qualname__', getattr(arg, '__name__', ''))}"
         if event == "call":
-            return f"{frame.f_globals.get('__name__', '')}.{frame.f_code.co_name}"
+            return f"{frame.f_globals.get('__name__', '')}:{frame.f_code.co_qualname}"
         return ""
 
     def _hook(self, frame, event, arg):
         if event in ("call", "c_call"):
             name = self._module_of(frame, event, arg)
-            if name.split(".", 1)[0] in FRAMEWORKS and len(self.calls) < 20:
+            if self.forbidden(name) and len(self.calls) < 20:
                 self.calls.append(name)
 
     def __enter__(self):
@@ -112,9 +142,9 @@ class FrameworkGuard:
         return False
 
 
-def call_learner(probe: Probe, key: str, fn: Callable, *args, **kwargs):
+def call_learner(probe: Probe, key: str, fn: Callable, *args, forbidden=None, **kwargs):
     """Call learner code under the framework guard; record an exception instead of raising."""
-    guard = FrameworkGuard()
+    guard = FrameworkGuard(forbidden)
     try:
         # Warnings from learner code (0/0 and the like) would reach stderr, which nbgrader
         # scores as a failed cell; the checks report such problems themselves.
@@ -190,9 +220,11 @@ def diagnose(got, variants: dict[str, tuple[np.ndarray, str]], atol) -> tuple[st
     return None
 
 
-def framework_verdict(prop: str, probe: Probe, what: str) -> Verdict | None:
-    if probe.framework_calls:
-        shown = ", ".join(probe.framework_calls[:3])
+def framework_verdict(prop: str, probe: Probe, what: str, numpy: bool = True) -> Verdict | None:
+    if not probe.framework_calls:
+        return None
+    shown = ", ".join(probe.framework_calls[:3])
+    if numpy:
         return Verdict(
             prop,
             False,
@@ -201,7 +233,14 @@ def framework_verdict(prop: str, probe: Probe, what: str) -> Verdict | None:
             "only NumPy operations.",
             diagnosis="framework call",
         )
-    return None
+    return Verdict(
+        prop,
+        False,
+        f"{what} calls the framework's own normalization ({shown}). The point is to build it "
+        "yourself from tensor operations (mean, var, sqrt, ...): a layer that wraps the "
+        "built-in batch norm earns nothing for the parts it fakes.",
+        diagnosis="wraps the framework's batch norm",
+    )
 
 
 def error_verdict(prop: str, probe: Probe) -> Verdict | None:

@@ -104,29 +104,13 @@ def test_judges_are_functions_of_data(tmp_path, check_id):
     learner's code can run in one process and the decision be made in another."""
     from corpus_tools import notebook_with
 
-    module, prop, what = checks.CHECKS[check_id]
-    stem = {
-        "forward": "02_forward_pass",
-        "backward": "03_backward_pass",
-        "running": "04_train_vs_inference",
-    }[check_id.split(".")[0]]
+    spec = checks.CHECKS[check_id]
+    module, prop, what = spec.module, spec.prop, spec.what
     ns: dict = {}
-    for cell in notebook_with(stem, {}).cells:
+    for cell in notebook_with(spec.stem, {}).cells:
         if cell.metadata.get("nbgrader", {}).get("solution") or cell["id"] == "imports":
             exec(cell.source, ns)
-    learner = {
-        "forward.spatial": ["spatial_batchnorm_forward"],
-        "backward.fast": ["batchnorm_forward", "batchnorm_backward_fast"],
-        "backward.spatial": ["spatial_batchnorm_forward", "spatial_batchnorm_backward"],
-    }
-    names = (
-        learner.get(check_id)
-        or {
-            "forward": ["batchnorm_forward"],
-            "backward": ["batchnorm_forward", "batchnorm_backward"],
-            "running": ["BatchNorm1d"],
-        }[check_id.split(".")[0]]
-    )
+    names = spec.names
     cases = module.cases(prop, 3)
     probe = module.probe(*[ns[n] for n in names], cases)
     probe.save(tmp_path)
