@@ -16,7 +16,7 @@ from types import ModuleType
 
 import numpy as np
 
-from bnlab.exercises import backward, forward, running, torch_layers
+from bnlab.exercises import backward, forward, keras_layers, running, torch_layers
 from bnlab.harness import Failure, Verdict
 
 
@@ -65,6 +65,13 @@ CHECKS = {
         f"torch.{p}": Spec(torch_layers, p, "05_frameworks_torch", _MODULES)
         for p in ("train", "momentum_none", "eval", "state_dict")
     },
+    **{
+        f"keras.{p}": Spec(keras_layers, p, "05_frameworks_keras", ("BatchNormalization",))
+        for p in ("train", "inference", "weights", "axis", "fit")
+    },
+    "keras.custom_gradient": Spec(
+        keras_layers, "custom_gradient", "05_frameworks_keras", ("batchnorm_custom_gradient",)
+    ),
 }
 
 
