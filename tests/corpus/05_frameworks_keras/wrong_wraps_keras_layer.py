@@ -7,8 +7,9 @@
 class BatchNormalization(keras.layers.Layer):
     def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True, **kw):
         super().__init__(**kw)
-        self.inner = keras.layers.BatchNormalization(axis=axis, momentum=momentum,
-                                                     epsilon=epsilon, center=center, scale=scale)
+        self.inner = keras.layers.BatchNormalization(
+            axis=axis, momentum=momentum, epsilon=epsilon, center=center, scale=scale
+        )
 
     def build(self, input_shape):
         self.inner.build(input_shape)
