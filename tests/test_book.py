@@ -201,3 +201,22 @@ def test_instructor_edition_shows_the_answers(learner_book):
     text = _words(" ".join(text_of(p) for p in pages(html)))
     for answer in chapter_answers():
         assert answer in text, answer
+
+
+def test_chapters_link_their_learner_notebooks_and_nothing_else(learner_book):
+    launches, downloads = [], []
+    for page in pages(learner_book):
+        soup = BeautifulSoup(page.read_text(encoding="utf-8"), "html.parser")
+        launches += [a["href"] for a in soup.select("a.launch-notebook")]
+        downloads += [
+            a["href"] for a in soup.find_all("a", href=True) if "_notebooks/" in a["href"]
+        ]
+        for a in soup.find_all("a", href=True):
+            assert "solutions/" not in a["href"], f"{page.name} links {a['href']}"
+    stems = {p.stem for p in (REPO / "notebooks").glob("*.ipynb")}
+    linked = {h.rsplit("/", 1)[-1].removesuffix(".ipynb") for h in downloads}
+    assert linked == stems  # every exercise is linked from the book
+    assert launches and all(re.search(r"[/=]notebooks/\d\d_\w+\.ipynb$", h) for h in launches)
+    for stem in stems:  # the download is the learner notebook itself, offline
+        built = learner_book / "_notebooks" / f"{stem}.ipynb"
+        assert built.read_bytes() == (REPO / "notebooks" / f"{stem}.ipynb").read_bytes()
