@@ -176,6 +176,7 @@ checks.check("keras.custom_gradient", batchnorm_custom_gradient, seed=56)
 from bnlab.data import load_digits  # noqa: E402
 
 data = load_digits(images=False)
+curves = {}
 for label, make_bn in {
     "your BatchNormalization": BatchNormalization,
     "keras BatchNormalization": keras.layers.BatchNormalization,
@@ -200,3 +201,15 @@ for label, make_bn in {
         validation_data=(data.x_test, data.y_test),
     )
     print(f"{label:25s} test accuracy per epoch:", np.round(history.history["val_accuracy"], 3))
+    curves[label] = history.history["val_accuracy"]
+
+# %%
+import matplotlib.pyplot as plt  # noqa: E402
+
+fig, ax = plt.subplots(figsize=(5, 3))
+for label, acc in curves.items():
+    ax.plot(range(1, len(acc) + 1), acc, marker="o", label=label)
+ax.set_xlabel("epoch")
+ax.set_ylabel("validation accuracy")
+ax.legend()
+plt.show()

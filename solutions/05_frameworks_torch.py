@@ -219,3 +219,14 @@ for label, (bn2d, bn1d) in {
     model = digits_cnn(bn2d, bn1d).to(device)
     curves[label] = train_classifier(model, data, epochs=4, lr=0.05, device=device)
     print(f"{label:20s} test accuracy per epoch:", np.round(curves[label], 3))
+
+# %%
+import matplotlib.pyplot as plt  # noqa: E402
+
+fig, ax = plt.subplots(figsize=(5, 3))
+for label, acc in curves.items():
+    ax.plot(range(1, len(acc) + 1), acc, marker="o", label=label)
+ax.set_xlabel("epoch")
+ax.set_ylabel("test accuracy")
+ax.legend()
+plt.show()
