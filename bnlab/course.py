@@ -25,6 +25,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bnlab import intake
+
 REPO = Path(__file__).resolve().parent.parent
 SOLUTIONS = REPO / "solutions"
 NOTEBOOKS = REPO / "notebooks"
@@ -146,6 +148,79 @@ def build_book(edition: str = "learner") -> Path:
     return out / "_build" / "html"
 
 
+def autograde(stem: str, root: Path, student: str | None = None) -> int:
+    """Screen every submission (bnlab.intake), then `nbgrader autograde` the gradable ones.
+
+    A submission that cannot be graded is set aside with its reason; it never stops the others.
+    """
+    released_path = root / "release" / stem / f"{stem}.ipynb"
+    if not released_path.is_file():
+        released_path = NOTEBOOKS / f"{stem}.ipynb"
+    released = json.loads(released_path.read_text(encoding="utf-8"))
+    rejected = intake.screen(root, stem, released)
+    intake.record(root, stem, rejected)
+    for r in rejected:
+        print(f"bn-course autograde: not graded: {r.line()}", file=sys.stderr)
+    skip = sorted({r.student for r in rejected})
+    students = sorted(p.parent.name for p in (root / "submitted").glob(f"*/{stem}"))
+    todo = [s for s in students if s not in skip and (student is None or s == student)]
+    if not todo:
+        print(f"bn-course autograde: nothing to grade for {stem}", file=sys.stderr)
+        return 0
+    extra = ["--student", student] if student else []
+    if skip:
+        extra.append(f"--CourseDirectory.student_id_exclude={','.join(skip)}")
+    nbgrader("autograde", stem, "--force", *extra, root=root)
+    print(f"graded {len(todo)} submission(s) of {stem}; not graded: {len(skip)}")
+    return 0
+
+
+def export(to: Path, root: Path) -> Path:
+    """`nbgrader export`, plus a status column: "graded", or "not graded: <reason>" (no score)."""
+    import csv
+
+    nbgrader("export", "--to", str(to), root=root)
+    with open(to, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    fields = (
+        list(rows[0].keys())
+        if rows
+        else [
+            "assignment",
+            "student_id",
+            "raw_score",
+            "late_submission_penalty",
+            "score",
+            "max_score",
+        ]
+    )
+    not_graded = intake.load_records(root)
+    seen = set()
+    for row in rows:
+        key = (row["student_id"], row["assignment"])
+        seen.add(key)
+        row["status"] = "graded"
+        if key in not_graded:
+            row["status"] = f"not graded: {not_graded[key]}"
+            for col in ("raw_score", "late_submission_penalty", "score"):
+                row[col] = ""
+    for (student, assignment), reason in sorted(not_graded.items()):
+        if (student, assignment) not in seen:
+            rows.append(
+                {
+                    **dict.fromkeys(fields, ""),
+                    "assignment": assignment,
+                    "student_id": student,
+                    "status": f"not graded: {reason}",
+                }
+            )
+    with open(to, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=[*fields, "status"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return to
+
+
 def submit(notebook: Path, student: str, stem: str, root: Path) -> Path:
     target = root / "submitted" / student / stem / f"{stem}.ipynb"
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -200,12 +275,16 @@ def main(argv: list[str] | None = None) -> int:
         release(args.assignment, root)
     elif args.cmd == "collect":
         nbgrader("collect", args.assignment, "--update", root=root)
-    elif args.cmd in ("autograde", "feedback"):
+    elif args.cmd == "autograde":
+        return autograde(args.assignment, root, args.student)
+    elif args.cmd == "feedback":
         extra = ["--student", args.student] if args.student else []
-        verb = "autograde" if args.cmd == "autograde" else "generate_feedback"
-        nbgrader(verb, args.assignment, "--force", *extra, root=root)
+        skip = sorted({st for st, a in intake.load_records(root) if a == args.assignment})
+        if skip:
+            extra.append(f"--CourseDirectory.student_id_exclude={','.join(skip)}")
+        nbgrader("generate_feedback", args.assignment, "--force", *extra, root=root)
     elif args.cmd == "export":
-        nbgrader("export", "--to", str(Path(args.to).resolve()), root=root)
+        export(Path(args.to).resolve(), root)
     return 0
 
 
