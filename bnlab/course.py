@@ -6,9 +6,9 @@
     bn-course release STEM                           generate_assignment + release_assignment
     bn-course collect STEM                           nbgrader collect (exchange -> submitted/)
     bn-course submit NOTEBOOK --student S            place a submission in the course root
-    bn-course autograde STEM [--student S]           nbgrader autograde
+    bn-course autograde STEM [--student S]           screen submissions, then nbgrader autograde
     bn-course feedback STEM [--student S]            nbgrader generate_feedback (no hidden tests)
-    bn-course export [--to FILE]                     nbgrader export to a grades CSV
+    bn-course export [--to FILE]                     nbgrader export + a graded/not-graded status
 
 nbgrader itself runs in autograder/, whose nbgrader_config.py defines the course root
 (`_course/` by default, or $BNLAB_COURSE_ROOT).
