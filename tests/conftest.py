@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-CORPUS = REPO / "tests" / "corpus"
 BN_COURSE = str(Path(sys.executable).parent / "bn-course")
-
-
-def load_function(path: Path, name: str):
-    """Execute a corpus file (an answer cell) with NumPy in scope and return `name`."""
-    namespace = {"np": np}
-    exec(compile(path.read_text(), str(path), "exec"), namespace)
-    return namespace[name]
 
 
 def solution_code(stem: str, cell_id: str) -> str:
@@ -29,15 +19,6 @@ def solution_code(stem: str, cell_id: str) -> str:
 
     cell = next(c for c in source_notebook(stem).cells if c["id"] == cell_id)
     return cell.source
-
-
-def learner_notebook_with(stem: str, cell_id: str, code: str | None) -> dict:
-    """The released learner notebook with the answer cell replaced by `code` (None: untouched)."""
-    nb = json.loads((REPO / "notebooks" / f"{stem}.ipynb").read_text())
-    if code is not None:
-        cell = next(c for c in nb["cells"] if c.get("id") == cell_id)
-        cell["source"] = code
-    return nb
 
 
 def run_course(*args: str, env: dict | None = None, check: bool = True):

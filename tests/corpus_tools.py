@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -31,9 +32,37 @@ def read_submission(path: Path) -> tuple[dict[str, str], dict[str, str] | None]:
     for block in re.split(r"^# @cell ", text, flags=re.M)[1:]:
         cell_id, _, code = block.partition("\n")
         cells[cell_id.strip()] = code.strip() + "\n"
-    assert cells, f"{path}: no `# @cell ID` section"
+    for block in re.split(r"^# @edit ", text, flags=re.M)[1:]:
+        cell_id, _, edits = block.partition("\n")
+        cells[cell_id.strip()] = apply_edits(path, path.parent.name, cell_id.strip(), edits)
+    assert cells, f"{path}: no `# @cell ID` or `# @edit ID` section"
     assert full != bool(expect), f"{path}: say `# expect: full` or list failing tests"
     return cells, (None if full else expect)
+
+
+def solution_source(stem: str, cell_id: str) -> str:
+    """An answer cell as the instructor wrote it, solution markers removed."""
+    cell = next(c for c in source_notebook(stem).cells if c["id"] == cell_id)
+    keep = [
+        ln
+        for ln in cell.source.splitlines()
+        if ln.strip() not in ("### BEGIN SOLUTION", "### END SOLUTION")
+    ]
+    return "\n".join(keep) + "\n"
+
+
+def apply_edits(path: Path, stem: str, cell_id: str, edits: str) -> str:
+    """The solution's cell with `# old: "..."` / `# new: "..."` pairs applied (Python string
+    literals). Each old text must occur exactly once, so an edit cannot rot silently when the
+    solution changes."""
+    code = solution_source(stem, cell_id)
+    pairs = re.findall(r"^# old: (.*)\n# new: (.*)$", edits, flags=re.M)
+    assert pairs, f"{path}: `# @edit {cell_id}` needs `# old:` / `# new:` lines"
+    for old, new in pairs:
+        old, new = ast.literal_eval(old), ast.literal_eval(new)
+        assert code.count(old) == 1, f"{path}: {old!r} occurs {code.count(old)} times"
+        code = code.replace(old, new)
+    return code
 
 
 def notebook_with(stem: str, answers: dict[str, str]):

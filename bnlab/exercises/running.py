@@ -161,13 +161,6 @@ def _replayed_var(case: Case, unbiased: bool, start: float) -> list[np.ndarray]:
     return out
 
 
-def _missing(pr: Probe, keys: list[str]) -> str | None:
-    for key in keys:
-        if key not in pr.arrays:
-            return key
-    return None
-
-
 def judge(prop: str, case_list: list[Case], pr: Probe, what: str = "BatchNorm1d"):
     early = framework_verdict(prop, pr, what) or error_verdict(prop, pr)
     if early:
