@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Debian packages that the test suite needs: chromium (the headless browser check of the book).
+# Debian packages the test suite needs: chromium (the headless browser check of the book),
+# bubblewrap (the grading sandbox) and postgresql (the gradebook test on a real server).
 # Installs what is missing when run as root with apt-get; otherwise says what to install.
 set -euo pipefail
 
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

@@ -107,10 +107,11 @@ def generate(selected: list[str], dest: Path) -> list[Path]:
     return written
 
 
-def release(stem: str, root: Path) -> None:
+def release(stem: str, root: Path, db_url: str | None = None) -> None:
     """Generate the assignment in the course root (gradebook + release/) and release it."""
     write_sources(root, [stem])
-    nbgrader("generate_assignment", stem, "--force", root=root)
+    db = [f"--CourseDirectory.db_url={db_url}"] if db_url else []
+    nbgrader("generate_assignment", stem, "--force", *db, root=root)
     nbgrader("release_assignment", stem, "--force", root=root)
 
 
@@ -228,6 +229,62 @@ def submit(notebook: Path, student: str, stem: str, root: Path) -> Path:
     return target
 
 
+ZIP_REGEXP = r"(?P<student_id>[A-Za-z0-9.@+-]+)_(?P<file_id>[^/]+\.ipynb)$"
+
+
+def zip_collect(archive: Path, stem: str, root: Path, regexp: str) -> None:
+    """Unpack LMS downloads into submitted/ with the real `nbgrader zip_collect`."""
+    if not archive.is_file():
+        raise SystemExit(f"bn-course: {archive}: no such file")
+    target = root / "downloaded" / stem / "archive"
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(archive, target / archive.name)
+    nbgrader(
+        "zip_collect",
+        stem,
+        "--force",
+        f"--FileNameCollectorPlugin.named_regexp={regexp}",
+        "--FileNameCollectorPlugin.valid_ext=['.ipynb']",
+        root=root,
+    )
+
+
+def grade(args, root: Path) -> int:
+    from bnlab import cohort, sandbox
+
+    if args.zip:
+        zip_collect(args.zip.resolve(), args.assignment, root, args.zip_regexp)
+    if args.unsafe_no_sandbox:
+        print(
+            "bn-course grade: WARNING: --unsafe-no-sandbox: learner code runs with YOUR "
+            "permissions and can read and change your files and the gradebook",
+            file=sys.stderr,
+        )
+    try:
+        summary = cohort.grade_cohort(
+            args.assignment,
+            root,
+            workers=args.workers,
+            scheduler=args.scheduler,
+            db_url=args.db,
+            use_sandbox=not args.unsafe_no_sandbox,
+            progress=not args.no_progress,
+            feedback=not args.no_feedback,
+        )
+    except sandbox.SandboxUnavailable as err:
+        print(f"bn-course grade: refusing to grade: {err}", file=sys.stderr)
+        return 2
+    print(
+        f"{args.assignment}: graded {summary.graded}, not graded {summary.not_graded}, "
+        f"unchanged {summary.skipped}, grader errors {len(summary.failed)} "
+        f"in {summary.wall_s:.1f} s"
+    )
+    for line in summary.failed:
+        print(f"grader error (retried on the next run): {line}", file=sys.stderr)
+    print(f"grades: {summary.csv}\nreport: {summary.report}")
+    return 1 if summary.failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bn-course", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -244,10 +301,33 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("release", "collect"):
         p = sub.add_parser(name, help=f"nbgrader {name} through the exchange")
         p.add_argument("assignment")
+        if name == "release":
+            p.add_argument("--db", help="gradebook URL (default: sqlite in the course root)")
     for name in ("autograde", "feedback"):
         p = sub.add_parser(name, help=f"nbgrader {name} for one assignment")
         p.add_argument("assignment")
         p.add_argument("--student")
+    p = sub.add_parser(
+        "grade",
+        help="grade a cohort: sandboxed, parallel (Dask), resumable; feedback, CSV and report",
+    )
+    p.add_argument("assignment")
+    p.add_argument("--workers", type=int, help="local workers (default: the number of cores)")
+    p.add_argument("--scheduler", help="address of a running Dask scheduler (tcp://host:8786)")
+    p.add_argument("--db", help="gradebook URL (default: sqlite in the course root)")
+    p.add_argument("--zip", type=Path, help="a zip of LMS downloads, unpacked by zip_collect")
+    p.add_argument(
+        "--zip-regexp",
+        default=ZIP_REGEXP,
+        help="how a file name in the zip gives student_id and file_id (nbgrader syntax)",
+    )
+    p.add_argument("--no-feedback", action="store_true", help="skip generate_feedback")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--unsafe-no-sandbox",
+        action="store_true",
+        help="DANGEROUS: run learner code under your own account, unisolated",
+    )
     p = sub.add_parser("export", help="export grades to CSV")
     p.add_argument("--to", default="grades.csv")
     args = parser.parse_args(argv)
@@ -272,7 +352,9 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"{args.notebook}: unknown assignment {stem!r}; pass --assignment STEM")
         print("submitted", submit(args.notebook, args.student, stem, root))
     elif args.cmd == "release":
-        release(args.assignment, root)
+        release(args.assignment, root, args.db)
+    elif args.cmd == "grade":
+        return grade(args, root)
     elif args.cmd == "collect":
         nbgrader("collect", args.assignment, "--update", root=root)
     elif args.cmd == "autograde":

@@ -1,0 +1,248 @@
+"""Grade a whole cohort with one command: parallel, resumable, on one machine or a cluster.
+
+    bn-course grade 02_forward_pass                      # workers = cores, local Dask cluster
+    bn-course grade 02_forward_pass --workers 1          # in this process, no cluster
+    bn-course grade 02_forward_pass --scheduler tcp://head:8786   # a running Dask cluster
+    bn-course grade 02_forward_pass --db postgresql+psycopg://...  # the gradebook elsewhere
+    bn-course grade 02_forward_pass --zip downloads.zip  # LMS downloads, via nbgrader zip_collect
+
+Each submission is graded by bnlab.grader (sandboxed probe, trusted judge) on a Dask worker;
+the coordinating process (this one) is the gradebook's only writer and commits one transaction
+per submission as results arrive. The ledger remembers what was graded, so a rerun after a crash
+or `kill -9` grades only what is missing or changed.
+
+Outputs, under the course root: autograded/ (nbgrader's layout), the gradebook, feedback/
+(by `nbgrader generate_feedback`, hidden tests removed), reports/ASSIGNMENT-grades.csv
+("not graded: <reason>" rows distinct from zeros) and reports/ASSIGNMENT-report.html.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bnlab import grader, ledger, sandbox
+
+
+@dataclass
+class Task:
+    folder: str
+    student: str
+    assignment: str
+    master: dict
+    released: dict
+    limits: sandbox.Limits
+    use_sandbox: bool
+
+
+def grade_task(task: Task) -> grader.SubmissionResult:
+    """What a worker runs: grade one submission (the worker is trusted grader code)."""
+    return grader.grade_submission(
+        Path(task.folder),
+        task.student,
+        task.assignment,
+        task.master,
+        task.released,
+        task.limits,
+        task.use_sandbox,
+    )
+
+
+def warm_up() -> str:
+    """Import the reference frameworks once per worker, before the first submission."""
+    from bnlab.frameworks import import_keras, import_torch
+
+    import_torch()
+    import_keras()
+    return "ready"
+
+
+@dataclass
+class Summary:
+    assignment: str
+    graded: int = 0
+    not_graded: int = 0
+    skipped: int = 0  # already graded, unchanged
+    failed: list[str] = field(default_factory=list)  # grader errors: retried on the next run
+    wall_s: float = 0.0
+    csv: Path | None = None
+    report: Path | None = None
+
+
+def submissions(root: Path, assignment: str) -> list[tuple[str, Path]]:
+    found = []
+    for folder in sorted((root / "submitted").glob(f"*/{assignment}")):
+        if folder.is_dir():
+            found.append((folder.parent.name, folder))
+    return found
+
+
+def default_db(root: Path) -> str:
+    return f"sqlite:///{root / 'gradebook.db'}"
+
+
+def grade_cohort(
+    assignment: str,
+    root: Path,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    db_url: str | None = None,
+    use_sandbox: bool = True,
+    limits: sandbox.Limits | None = None,
+    progress: bool = True,
+    feedback: bool = True,
+    stop_after: int | None = None,
+) -> Summary:
+    """Grade every submission of `assignment` that is not graded yet (or changed)."""
+    start = time.perf_counter()
+    if use_sandbox and sandbox.bwrap_path() is None:
+        raise sandbox.SandboxUnavailable(
+            "bubblewrap (bwrap) is not installed, so learner code cannot be isolated: install "
+            "it (sudo apt-get install bubblewrap), or pass --unsafe-no-sandbox to grade with "
+            "learner code running under your own account"
+        )
+    master, released = grader.load_master(root, assignment)
+    limits = limits or sandbox.Limits()
+    db_url = db_url or default_db(root)
+    gb = ledger.open_gradebook(db_url)
+    summary = Summary(assignment)
+    try:
+        ledger.check_assignment(gb, assignment)
+        done = ledger.digests(gb, assignment)
+        todo = []
+        for student, folder in submissions(root, assignment):
+            if done.get(student) == grader.submission_digest(folder, assignment):
+                summary.skipped += 1
+            else:
+                todo.append(
+                    Task(str(folder), student, assignment, master, released, limits, use_sandbox)
+                )
+        folders = {t.student: Path(t.folder) for t in todo}
+        for item in _run(todo, workers, scheduler, progress, stop_after):
+            if isinstance(item, str):
+                summary.failed.append(item)
+                continue
+            grader.write_autograded(root, item, folders[item.student])
+            ledger.record(gb, item)
+            if item.status == "graded":
+                summary.graded += 1
+            else:
+                summary.not_graded += 1
+        rows = ledger.rows(gb, assignment)
+    finally:
+        gb.close()
+    summary.csv = write_csv(root, assignment, rows)
+    summary.report = write_report(root, assignment, rows, master)
+    if feedback and summary.graded:
+        generate_feedback(root, assignment, db_url)
+    summary.wall_s = time.perf_counter() - start
+    return summary
+
+
+def _run(todo: list[Task], workers, scheduler, progress: bool, stop_after):
+    """Yield results (or 'student: error' strings) as they complete."""
+    bar = _bar(len(todo), progress)
+    try:
+        if not todo:
+            return
+        if workers == 1 and scheduler is None:
+            for i, task in enumerate(todo):
+                if stop_after is not None and i >= stop_after:
+                    return
+                try:
+                    yield grade_task(task)
+                except Exception as err:  # noqa: BLE001 - a grader bug must not stop the cohort
+                    yield f"{task.student}: {type(err).__name__}: {err}"
+                bar.update(1)
+            return
+        from distributed import Client, LocalCluster, as_completed
+
+        cluster = None
+        if scheduler is None:
+            cluster = LocalCluster(
+                n_workers=workers or os.cpu_count() or 1,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                silence_logs=40,
+            )
+        client = Client(scheduler or cluster)
+        try:
+            client.run(warm_up)
+            futures = {client.submit(grade_task, t, pure=False): t for t in todo}
+            for n, future in enumerate(as_completed(futures)):
+                if stop_after is not None and n >= stop_after:
+                    return
+                task = futures[future]
+                try:
+                    yield future.result()
+                except Exception as err:  # noqa: BLE001 - a worker crash is retried next run
+                    yield f"{task.student}: {type(err).__name__}: {err}"
+                bar.update(1)
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    finally:
+        bar.close()
+
+
+def _bar(total: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="submission", disable=not enabled, file=sys.stderr)
+
+
+# ----------------------------------------------------------------------------- outputs
+def write_csv(root: Path, assignment: str, rows: list[dict]) -> Path:
+    path = root / "reports" / f"{assignment}-grades.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        out = csv.writer(f)
+        out.writerow(["student", "assignment", "score", "max_score", "status"])
+        for r in rows:
+            graded = r["status"] == "graded"
+            out.writerow(
+                [
+                    r["student"],
+                    assignment,
+                    f"{r['score']:g}" if graded else "",
+                    f"{r['max_score']:g}",
+                    "graded" if graded else f"not graded: {r['reason']}",
+                ]
+            )
+    tmp.replace(path)
+    return path
+
+
+def write_report(root: Path, assignment: str, rows: list[dict], master: dict) -> Path:
+    from bnlab import report
+
+    max_score = sum(
+        float(c["metadata"]["nbgrader"].get("points", 0) or 0)
+        for c in master["cells"]
+        if c.get("metadata", {}).get("nbgrader", {}).get("grade")
+    )
+    results = []
+    for r in rows:
+        summary = json.loads(r["summary"])
+        if summary.get("status") == "not graded":
+            summary["reason"] = f"not graded: {summary.get('reason', '')}"
+        results.append(summary)
+    path = root / "reports" / f"{assignment}-report.html"
+    report.write_report(results, path, assignment, max_score)
+    return path
+
+
+def generate_feedback(root: Path, assignment: str, db_url: str) -> None:
+    from bnlab.course import nbgrader
+
+    nbgrader(
+        "generate_feedback", assignment, "--force", f"--CourseDirectory.db_url={db_url}", root=root
+    )

@@ -1,0 +1,409 @@
+"""Grade one submission so that the learner's code never decides its own grade.
+
+1. **Intake** (bnlab.intake): a notebook that cannot be graded is set aside with a reason.
+2. **Restore**: the course's own copy (source/ASSIGNMENT/ASSIGNMENT.ipynb, written at release)
+   supplies every locked cell, every test cell and all nbgrader metadata (grade ids, points);
+   from the learner's notebook only the answer cells' source and unmarked cells are kept.
+3. **Probe in the sandbox** (bnlab.sandbox, bnlab.sandbox_runner): the cells run in order in an
+   isolated process; at each test cell the runner hands back arrays only.
+4. **Judge here**: the probe plan is read from the trusted test cells, the inputs are
+   regenerated from their seeds, the references come from the real framework layers, and a
+   test cell earns its points when every check in it passes. Learner code is never imported or
+   executed in this process; files from the sandbox are read as npz (no pickles) and JSON.
+5. **Record** (bnlab.ledger): an autograded notebook that nbgrader's generate_feedback, export
+   and formgrader read, and the grades in nbgrader's gradebook, in one transaction.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import hashlib
+import json
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from bnlab import intake, sandbox
+from bnlab.harness import Probe, Verdict
+
+NUMPY_MODULES = ("bnlab.exercises.forward", "bnlab.exercises.backward", "bnlab.exercises.running")
+STUDENT_ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.@+-")
+
+
+def grader_version() -> str:
+    """A digest of the grading code: a change to any check invalidates earlier results."""
+    package = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        h.update(path.relative_to(package).as_posix().encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------- data
+@dataclass
+class CellResult:
+    grade_id: str
+    score: float
+    max_score: float
+    messages: list[str] = field(default_factory=list)
+    diagnoses: list[str] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)  # limits and sandbox events
+
+
+@dataclass
+class SubmissionResult:
+    student: str
+    assignment: str
+    digest: str
+    status: str  # "graded" | "not graded"
+    reason: str = ""
+    cells: list[CellResult] = field(default_factory=list)
+    notebook: dict | None = None  # the autograded notebook (nbformat JSON)
+    timestamp: str | None = None
+    notes: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def score(self) -> float | None:
+        return sum(c.score for c in self.cells) if self.status == "graded" else None
+
+    @property
+    def max_score(self) -> float:
+        return sum(c.max_score for c in self.cells)
+
+    def summary(self) -> dict:
+        """The report's view of this result (bnlab.report)."""
+        return {
+            "student": self.student,
+            "status": self.status,
+            "reason": self.reason,
+            "score": self.score,
+            "max_score": self.max_score,
+            "cells": {
+                c.grade_id: {
+                    "score": c.score,
+                    "max_score": c.max_score,
+                    "diagnoses": c.diagnoses,
+                    "reasons": c.reasons,
+                }
+                for c in self.cells
+            },
+        }
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data.pop("notebook")
+        return json.dumps(data)
+
+
+# ----------------------------------------------------------------------------- plan
+def plan_test_cell(source: str) -> list[dict]:
+    """The checks of a trusted test cell: [{"check", "names", "seed"}].
+
+    Test cells are written as `checks.check("id", name, ..., seed=N)` calls only; anything else
+    in a test cell is an authoring error (it could not be judged outside the learner's kernel).
+    """
+    from bnlab.checks import CHECKS
+
+    items = []
+    for stmt in ast.parse(source).body:
+        call = stmt.value if isinstance(stmt, ast.Expr) else None
+        if not (
+            isinstance(call, ast.Call)
+            and ast.unparse(call.func) in ("checks.check", "check")
+            and call.args
+            and isinstance(call.args[0], ast.Constant)
+            and all(isinstance(a, ast.Name) for a in call.args[1:])
+        ):
+            raise ValueError(f"test cells may only call checks.check(...): {ast.unparse(stmt)!r}")
+        check_id = call.args[0].value
+        if check_id not in CHECKS:
+            raise ValueError(f"unknown check {check_id!r}")
+        seed = 0
+        for kw in call.keywords:
+            if kw.arg != "seed" or not isinstance(kw.value, ast.Constant):
+                raise ValueError(f"unsupported argument in {ast.unparse(call)!r}")
+            seed = int(kw.value.value)
+        items.append({"check": check_id, "names": [a.id for a in call.args[1:]], "seed": seed})
+    return items
+
+
+def _nbg(cell) -> dict:
+    meta = cell.get("metadata") if isinstance(cell, dict) else None
+    nbg = meta.get("nbgrader") if isinstance(meta, dict) else None
+    return nbg if isinstance(nbg, dict) else {}
+
+
+def _source(cell) -> str:
+    src = cell.get("source", "")
+    return "".join(src) if isinstance(src, list) else str(src)
+
+
+def restore(learner: dict, master: dict) -> list[dict]:
+    """The cells to grade: the learner's order and answers, the course's locked cells."""
+    trusted = {_nbg(c).get("grade_id"): c for c in master["cells"] if _nbg(c).get("grade_id")}
+    cells = []
+    for cell in learner["cells"]:
+        grade_id = _nbg(cell).get("grade_id")
+        if grade_id in trusted:
+            mine = trusted[grade_id]
+            if _nbg(mine).get("solution") and not _nbg(mine).get("locked"):
+                new = copy.deepcopy(mine)
+                new["source"] = _source(cell)  # the learner's answer, with the course metadata
+            else:
+                new = copy.deepcopy(mine)  # locked or test cell: the course's own version
+        else:
+            new = {
+                "cell_type": cell.get("cell_type", "code"),
+                "metadata": {},  # unknown nbgrader metadata never carries points
+                "source": _source(cell),
+            }
+            if new["cell_type"] not in ("code", "markdown", "raw"):
+                new["cell_type"] = "raw"
+        new["id"] = str(cell.get("id") or grade_id or f"cell-{len(cells)}")[:64]
+        if new["cell_type"] == "code":
+            new["outputs"], new["execution_count"] = [], None
+        else:
+            new.pop("outputs", None)
+            new.pop("execution_count", None)
+        cells.append(new)
+    return cells
+
+
+def build_job(cells: list[dict]) -> dict:
+    job_cells, numpy_only = [], True
+    from bnlab.checks import CHECKS
+
+    for index, cell in enumerate(cells):
+        if cell["cell_type"] != "code":
+            continue
+        nbg = _nbg(cell)
+        if nbg.get("grade") and not nbg.get("solution"):
+            items = plan_test_cell(_source(cell))
+            for k, item in enumerate(items):
+                item["key"] = f"{index}-{k}"
+                numpy_only &= CHECKS[item["check"]].module.__name__ in NUMPY_MODULES
+            job_cells.append({"index": index, "kind": "test", "probes": items})
+        else:
+            job_cells.append({"index": index, "kind": "code", "source": _source(cell)})
+    return {"cells": job_cells, "numpy_exercise": numpy_only}
+
+
+# ----------------------------------------------------------------------------- judge
+def _read_json(path: Path, limit: int = 1_000_000):
+    try:
+        if path.stat().st_size > limit:
+            return None
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def judge_cell(cell: dict, job_cell: dict, out: Path, stopped: str | None) -> CellResult:
+    from bnlab.checks import CHECKS
+
+    nbg = _nbg(cell)
+    result = CellResult(nbg["grade_id"], 0.0, float(nbg.get("points", 0) or 0))
+    verdicts: list[Verdict] = []
+    for item in job_cell["probes"]:
+        spec = CHECKS[item["check"]]
+        folder = out / "probes" / item["key"]
+        if not (folder / "arrays.npz").is_file():
+            why = stopped or "the notebook never reached this test (see the cells above)"
+            verdicts.append(Verdict(spec.prop, False, f"Not run: {why}."))
+            if stopped:
+                result.reasons.append(stopped)
+            continue
+        try:
+            probe = Probe.load(folder)
+        except Exception:  # noqa: BLE001 - anything from the sandbox may be malformed
+            verdicts.append(Verdict(spec.prop, False, "The grader could not read this result."))
+            result.reasons.append("unreadable result")
+            continue
+        cases = spec.module.cases(spec.prop, item["seed"])
+        try:
+            verdict = spec.module.judge(spec.prop, cases, probe, spec.what)
+        except Exception as err:  # noqa: BLE001 - malformed arrays must not stop the batch
+            verdict = Verdict(spec.prop, False, f"The answer could not be judged ({err}).")
+        verdicts.append(verdict)
+    result.messages = [
+        (f"ok [{i['check']}]: " if v.passed else f"[{i['check']}] ") + v.message
+        for i, v in zip(job_cell["probes"], verdicts, strict=True)
+    ]
+    result.diagnoses = sorted({v.diagnosis for v in verdicts if v.diagnosis and not v.passed})
+    if verdicts and all(v.passed for v in verdicts):
+        result.score = result.max_score
+    return result
+
+
+def _outputs_for(result: CellResult) -> list[dict]:
+    if result.score == result.max_score:
+        return [{"output_type": "stream", "name": "stdout", "text": "\n".join(result.messages)}]
+    failed = [m for m in result.messages if not m.startswith("ok [")]
+    text = "\n".join(failed)
+    return [
+        {
+            "output_type": "error",
+            "ename": "AssertionError",
+            "evalue": text,
+            "traceback": [f"AssertionError: {text}"],
+        }
+    ]
+
+
+# ----------------------------------------------------------------------------- grade
+def submission_digest(folder: Path, assignment: str) -> str:
+    h = hashlib.sha256(grader_version().encode())
+    nb = folder / f"{assignment}.ipynb"
+    for path in (nb, folder / "timestamp.txt"):
+        h.update(path.name.encode())
+        if path.is_file():
+            with open(path, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    h.update(chunk)
+    return h.hexdigest()
+
+
+def not_graded(student, assignment, digest, reason, master) -> SubmissionResult:
+    cells = [
+        CellResult(_nbg(c)["grade_id"], 0.0, float(_nbg(c).get("points", 0) or 0))
+        for c in master["cells"]
+        if _nbg(c).get("grade")
+    ]
+    return SubmissionResult(student, assignment, digest, "not graded", reason, cells)
+
+
+def grade_submission(
+    folder: Path,
+    student: str,
+    assignment: str,
+    master: dict,
+    released: dict,
+    limits: sandbox.Limits | None = None,
+    use_sandbox: bool = True,
+) -> SubmissionResult:
+    """Grade submitted/STUDENT/ASSIGNMENT/ (never raises for anything in the submission)."""
+    limits = limits or sandbox.Limits()
+    digest = submission_digest(folder, assignment)
+    start = time.perf_counter()
+    if not student or not set(student) <= STUDENT_ID_CHARS:
+        return not_graded(
+            student,
+            assignment,
+            digest,
+            "the student folder name has characters outside letters, digits and _.@+-: "
+            "rename the folder to the student's id",
+            master,
+        )
+    reason = intake.check_submission(folder, assignment, released)
+    if reason:
+        return not_graded(student, assignment, digest, reason, master)
+    learner = json.loads((folder / f"{assignment}.ipynb").read_text(encoding="utf-8"))
+    cells = restore(learner, master)
+    job = build_job(cells)
+    notes = []
+    extra = sorted(
+        p.name
+        for p in folder.iterdir()
+        if p.name not in (f"{assignment}.ipynb", "timestamp.txt") and not p.name.startswith(".")
+    )
+    if extra:
+        notes.append(f"ignored extra files: {', '.join(extra[:5])}")
+    timestamp = None
+    if (folder / "timestamp.txt").is_file():
+        timestamp = (folder / "timestamp.txt").read_text(errors="replace").strip()[:64] or None
+
+    with tempfile.TemporaryDirectory(prefix="bnlab-grade-") as tmp:
+        job_dir, out = Path(tmp) / "job", Path(tmp) / "out"
+        job_dir.mkdir()
+        out.mkdir()
+        (job_dir / "job.json").write_text(json.dumps(job))
+        argv = [sys.executable, "-m", "bnlab.sandbox_runner", "/job", "/out"]
+        outcome = sandbox.run(job_dir, out, argv, limits, job["numpy_exercise"], use_sandbox)
+        stopped = outcome.limit_reason
+        progress = _progress(out)
+        if stopped and progress.get("current") is not None:
+            stopped += f" while running cell {progress['current'] + 1}"
+        by_index = {jc["index"]: jc for jc in job["cells"]}
+        results = []
+        for index, cell in enumerate(cells):
+            jc = by_index.get(index)
+            if jc is None:
+                continue
+            if jc["kind"] == "test":
+                res = judge_cell(cell, jc, out, stopped)
+                cell["outputs"] = _outputs_for(res)
+                results.append(res)
+            else:
+                record = _read_json(out / "cells" / f"{index}.json") or {}
+                text = str(record.get("stdout", ""))[:5000]
+                if record.get("error"):
+                    text += ("\n" if text else "") + str(record["error"])[:500]
+                if text:
+                    cell["outputs"] = [{"output_type": "stream", "name": "stdout", "text": text}]
+    notebook = {
+        "cells": cells,
+        "metadata": master.get("metadata", {}),
+        "nbformat": 4,
+        "nbformat_minor": master.get("nbformat_minor", 5),
+    }
+    result = SubmissionResult(
+        student, assignment, digest, "graded", "", results, notebook, timestamp, notes
+    )
+    if stopped:
+        result.notes.append(f"sandbox: {stopped}")
+    result.timings = {"sandbox": outcome.wall_s, "total": time.perf_counter() - start}
+    return result
+
+
+def _progress(out: Path) -> dict:
+    current = None
+    try:
+        with open(out / "progress.jsonl", encoding="utf-8", errors="replace") as f:
+            for line in f.read(1_000_000).splitlines():
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(event, dict) and event.get("event") == "start":
+                    current = event.get("cell") if isinstance(event.get("cell"), int) else None
+                elif isinstance(event, dict) and event.get("event") == "done":
+                    current = None
+    except OSError:
+        pass
+    return {"current": current}
+
+
+def load_master(root: Path, assignment: str) -> tuple[dict, dict]:
+    """The course's own notebook (with hidden tests) and the released one, for an assignment."""
+    source = root / "source" / assignment / f"{assignment}.ipynb"
+    release = root / "release" / assignment / f"{assignment}.ipynb"
+    if not source.is_file() or not release.is_file():
+        raise SystemExit(
+            f"bn-course: {assignment} has not been released in {root} "
+            f"(no {source.relative_to(root)}): run `bn-course release {assignment}` first"
+        )
+    return (
+        json.loads(source.read_text(encoding="utf-8")),
+        json.loads(release.read_text(encoding="utf-8")),
+    )
+
+
+def write_autograded(root: Path, result: SubmissionResult, folder: Path) -> Path | None:
+    """Put the autograded notebook where nbgrader expects it (atomically)."""
+    if result.notebook is None:
+        return None
+    target = root / "autograded" / result.student / result.assignment
+    target.mkdir(parents=True, exist_ok=True)
+    path = target / f"{result.assignment}.ipynb"
+    tmp = path.with_suffix(".ipynb.tmp")
+    tmp.write_text(json.dumps(result.notebook, indent=1, ensure_ascii=False), encoding="utf-8")
+    tmp.replace(path)
+    if (folder / "timestamp.txt").is_file():
+        shutil.copyfile(folder / "timestamp.txt", target / "timestamp.txt")
+    return path

@@ -1,0 +1,229 @@
+"""Run untrusted learner code under bubblewrap: no network, an unprivileged user, limits.
+
+The sandbox sees the Python installation and the course package read-only, its own job folder
+read-only and one output folder; nothing else of the host: not `solutions/`, not the gradebook,
+not other submissions, not the grader's home or the repository. For a NumPy exercise the
+deep-learning frameworks are hidden as well (empty directories over their packages), so that an
+answer cannot be computed by them whatever the learner does to the in-process guard.
+
+Limits: wall time (the process group is killed), CPU time, data memory, number of processes
+(of the sandbox user) and file size (which bounds output floods written to files or stdout).
+
+As root (CI, a grading server) bubblewrap runs privileged and `setpriv` drops the learner's code
+to uid/gid 65534 (nobody) inside the namespaces, so RLIMIT_NPROC applies to it. As a normal user
+bubblewrap creates a user namespace instead (the code runs as the instructor's own uid, mapped).
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import bnlab
+
+NOBODY = 65534
+TMP_BYTES = 256 * 2**20  # the sandbox's /tmp is a tmpfs of this size
+HIDDEN_FRAMEWORKS = ("torch", "functorch", "torchgen", "tensorflow", "keras", "tf_keras", "jax")
+
+
+class SandboxUnavailable(RuntimeError):
+    """Bubblewrap is missing or does not work here: the grader refuses to grade."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    wall_s: float = 120.0
+    cpu_s: int = 240
+    memory_bytes: int = 4 * 2**30  # RLIMIT_DATA: heap and private mappings
+    processes: int = 256  # RLIMIT_NPROC for the sandbox user (threads count too)
+    file_bytes: int = 16 * 2**20  # RLIMIT_FSIZE: any single file, stdout included
+    output_chars: int = 20_000  # how much of stdout/stderr the grader keeps
+
+
+@dataclass
+class Outcome:
+    returncode: int | None
+    timed_out: bool
+    wall_s: float
+    stdout: str
+    stderr: str
+
+    @property
+    def limit_reason(self) -> str | None:
+        """Which limit stopped the run, in words, or None when it ended by itself."""
+        if self.timed_out:
+            return "it ran past the time limit and was stopped"
+        rc = self.returncode
+        if rc is None or rc == 0:
+            return None
+        if rc in (-signal.SIGXCPU, 128 + signal.SIGXCPU):
+            return "it used more CPU time than allowed and was stopped"
+        if rc in (-signal.SIGXFSZ, 128 + signal.SIGXFSZ):
+            return "it wrote more output than allowed and was stopped"
+        if rc in (-signal.SIGKILL, 128 + signal.SIGKILL, -signal.SIGSEGV, 128 + signal.SIGSEGV):
+            return "it was killed (out of memory or a crash)"
+        return f"the notebook's process exited early (exit code {rc})"
+
+
+def bwrap_path() -> str | None:
+    return shutil.which("bwrap")
+
+
+def _site_packages() -> Path:
+    found = [p for p in sys.path if p.endswith("site-packages") and p.startswith(sys.prefix)]
+    return Path(found[0])
+
+
+def _mkdirs(path: Path) -> list[str]:
+    """bwrap arguments that create every parent of `path` world-readable (bwrap's default is
+    0700, which the unprivileged user could not traverse)."""
+    args = []
+    for parent in reversed(path.parents):
+        if str(parent) != "/":
+            args += ["--perms", "0755", "--dir", str(parent)]
+    return args
+
+
+def command(
+    job: Path, out: Path, argv: list[str], hide_frameworks: bool, privileged: bool
+) -> list[str]:
+    bwrap = bwrap_path()
+    if not bwrap:
+        raise SandboxUnavailable(
+            "bubblewrap (bwrap) is not installed: install it (sudo apt-get install bubblewrap) "
+            "or, on a machine where you accept that learner code runs with your permissions, "
+            "pass --unsafe-no-sandbox"
+        )
+    args = [bwrap, "--die-with-parent", "--new-session"]
+    args += ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts"]
+    args += ["--unshare-cgroup-try"]
+    if privileged:
+        args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+    else:
+        args += ["--unshare-user", "--uid", str(NOBODY), "--gid", str(NOBODY)]
+    for d in ("/usr",):
+        args += ["--ro-bind", d, d]
+    for name in ("bin", "lib", "lib64", "sbin"):
+        target = Path("/") / name
+        if target.is_symlink():
+            args += ["--symlink", os.readlink(target), str(target)]
+        elif target.is_dir():
+            args += ["--ro-bind", str(target), str(target)]
+    for f in ("/etc/ld.so.cache", "/etc/localtime", "/etc/fonts", "/etc/ssl/certs"):
+        args += ["--ro-bind-try", f, f]
+    package = Path(bnlab.__file__).resolve().parent
+    mounted = []
+    for src in (Path(sys.base_prefix), Path(sys.prefix), package):
+        src = src.resolve()
+        if any(src == m or m in src.parents for m in mounted):
+            continue
+        args += _mkdirs(src) + ["--ro-bind", str(src), str(src)]
+        mounted.append(src)
+    if hide_frameworks:
+        site = _site_packages()
+        for name in HIDDEN_FRAMEWORKS:
+            if (site / name).is_dir():
+                args += ["--tmpfs", str(site / name)]
+    args += ["--proc", "/proc", "--dev", "/dev"]
+    args += ["--size", str(TMP_BYTES), "--perms", "1777", "--tmpfs", "/tmp"]
+    args += ["--ro-bind", str(job), "/job", "--bind", str(out), "/out", "--chdir", "/tmp"]
+    env = {
+        "HOME": "/tmp",
+        "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "MPLBACKEND": "Agg",
+        "MPLCONFIGDIR": "/tmp/mpl",
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "KERAS_BACKEND": "tensorflow",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONHASHSEED": "0",
+    }
+    args.append("--clearenv")
+    for key, value in env.items():
+        args += ["--setenv", key, value]
+    if privileged:
+        setpriv = shutil.which("setpriv") or "/usr/bin/setpriv"
+        args += [
+            setpriv,
+            f"--reuid={NOBODY}",
+            f"--regid={NOBODY}",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+            "--no-new-privs",
+            "--",
+        ]
+    return args + argv
+
+
+def _limit(limits: Limits, privileged: bool):
+    def apply():
+        os.setsid()
+        resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_s, limits.cpu_s + 5))
+        resource.setrlimit(resource.RLIMIT_DATA, (limits.memory_bytes, limits.memory_bytes))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_bytes, limits.file_bytes))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if privileged:  # counted for uid 65534, which nothing else on the host uses
+            resource.setrlimit(resource.RLIMIT_NPROC, (limits.processes, limits.processes))
+
+    return apply
+
+
+def run(
+    job: Path,
+    out: Path,
+    argv: list[str],
+    limits: Limits,
+    hide_frameworks: bool,
+    sandbox: bool = True,
+) -> Outcome:
+    """Run argv in the sandbox with /job (read-only) and /out (writable); never raises for
+    anything the code inside does."""
+    privileged = os.geteuid() == 0
+    out.chmod(0o777)
+    job.chmod(0o755)
+    if sandbox:
+        cmd = command(job, out, argv, hide_frameworks, privileged)
+    else:  # --unsafe-no-sandbox: same runner, same limits, no isolation
+        cmd = [a.replace("/job", str(job)).replace("/out", str(out)) for a in argv]
+    stdout_path, stderr_path = out / ".stdout", out / ".stderr"
+    start = time.monotonic()
+    with (
+        open(os.devnull, "rb") as stdin,
+        open(stdout_path, "wb") as so,
+        open(stderr_path, "wb") as se,
+    ):
+        proc = subprocess.Popen(
+            cmd, stdin=stdin, stdout=so, stderr=se, preexec_fn=_limit(limits, privileged)
+        )
+        timed_out = False
+        try:
+            proc.wait(timeout=limits.wall_s)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+    wall = time.monotonic() - start
+
+    def tail(path: Path) -> str:
+        try:
+            with open(path, "rb") as f:
+                f.seek(max(0, path.stat().st_size - limits.output_chars))
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    return Outcome(proc.returncode, timed_out, wall, tail(stdout_path), tail(stderr_path))
