@@ -268,6 +268,11 @@ def grade(args, root: Path) -> int:
             scheduler=args.scheduler,
             db_url=args.db,
             use_sandbox=not args.unsafe_no_sandbox,
+            limits=sandbox.Limits(
+                wall_s=args.time_limit,
+                cpu_s=int(2 * args.time_limit) + 1,
+                memory_bytes=int(args.memory_limit * 2**30),
+            ),
             progress=not args.no_progress,
             feedback=not args.no_feedback,
         )
@@ -321,6 +326,8 @@ def main(argv: list[str] | None = None) -> int:
         default=ZIP_REGEXP,
         help="how a file name in the zip gives student_id and file_id (nbgrader syntax)",
     )
+    p.add_argument("--time-limit", type=float, default=120.0, help="seconds per submission")
+    p.add_argument("--memory-limit", type=float, default=4.0, help="GiB per submission")
     p.add_argument("--no-feedback", action="store_true", help="skip generate_feedback")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument(

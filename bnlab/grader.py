@@ -327,6 +327,8 @@ def grade_submission(
         outcome = sandbox.run(job_dir, out, argv, limits, job["numpy_exercise"], use_sandbox)
         stopped = outcome.limit_reason
         progress = _progress(out)
+        if not stopped and not progress["finished"]:
+            stopped = f"the notebook's process ended early (exit code {outcome.returncode})"
         if stopped and progress.get("current") is not None:
             stopped += f" while running cell {progress['current'] + 1}"
         by_index = {jc["index"]: jc for jc in job["cells"]}
@@ -357,12 +359,16 @@ def grade_submission(
     )
     if stopped:
         result.notes.append(f"sandbox: {stopped}")
+    if outcome.output_capped:
+        result.notes.append(
+            f"sandbox: output was cut at the {limits.file_bytes // 2**20} MB limit"
+        )
     result.timings = {"sandbox": outcome.wall_s, "total": time.perf_counter() - start}
     return result
 
 
 def _progress(out: Path) -> dict:
-    current = None
+    current, finished = None, False
     try:
         with open(out / "progress.jsonl", encoding="utf-8", errors="replace") as f:
             for line in f.read(1_000_000).splitlines():
@@ -374,9 +380,11 @@ def _progress(out: Path) -> dict:
                     current = event.get("cell") if isinstance(event.get("cell"), int) else None
                 elif isinstance(event, dict) and event.get("event") == "done":
                     current = None
+                elif isinstance(event, dict) and event.get("event") == "finished":
+                    finished = True
     except OSError:
         pass
-    return {"current": current}
+    return {"current": current, "finished": finished}
 
 
 def load_master(root: Path, assignment: str) -> tuple[dict, dict]:

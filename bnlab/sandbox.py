@@ -7,10 +7,12 @@ deep-learning frameworks are hidden as well (empty directories over their packag
 answer cannot be computed by them whatever the learner does to the in-process guard.
 
 Limits: wall time (the process group is killed), CPU time, data memory, number of processes
-(of the sandbox user) and file size (which bounds output floods written to files or stdout).
+(of the sandbox user) and file size, which bounds output floods written to files or stdout
+(Python ignores SIGXFSZ, so a flood is cut at the limit and further writes fail with EFBIG).
 
 As root (CI, a grading server) bubblewrap runs privileged and `setpriv` drops the learner's code
-to uid/gid 65534 (nobody) inside the namespaces, so RLIMIT_NPROC applies to it. As a normal user
+to an unused uid/gid (100000 + the grading process's pid) inside the namespaces, so
+RLIMIT_NPROC applies to it and to nothing else. As a normal user
 bubblewrap creates a user namespace instead (the code runs as the instructor's own uid, mapped).
 """
 
@@ -29,6 +31,15 @@ from pathlib import Path
 import bnlab
 
 NOBODY = 65534
+UID_BASE = 100_000  # as root, each grading process gives its sandboxes their own uid
+
+
+def sandbox_uid() -> int:
+    """A uid no account uses, distinct for each concurrent grading process (pids are unique),
+    so that one submission's fork bomb cannot use up another's process allowance."""
+    return UID_BASE + os.getpid()
+
+
 TMP_BYTES = 256 * 2**20  # the sandbox's /tmp is a tmpfs of this size
 HIDDEN_FRAMEWORKS = ("torch", "functorch", "torchgen", "tensorflow", "keras", "tf_keras", "jax")
 
@@ -54,6 +65,8 @@ class Outcome:
     wall_s: float
     stdout: str
     stderr: str
+    output_bytes: int = 0  # what reached stdout and stderr (each file is cut at file_bytes)
+    output_capped: bool = False
 
     @property
     def limit_reason(self) -> str | None:
@@ -155,8 +168,8 @@ def command(
         setpriv = shutil.which("setpriv") or "/usr/bin/setpriv"
         args += [
             setpriv,
-            f"--reuid={NOBODY}",
-            f"--regid={NOBODY}",
+            f"--reuid={sandbox_uid()}",
+            f"--regid={sandbox_uid()}",
             "--clear-groups",
             "--inh-caps=-all",
             "--bounding-set=-all",
@@ -173,7 +186,7 @@ def _limit(limits: Limits, privileged: bool):
         resource.setrlimit(resource.RLIMIT_DATA, (limits.memory_bytes, limits.memory_bytes))
         resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_bytes, limits.file_bytes))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        if privileged:  # counted for uid 65534, which nothing else on the host uses
+        if privileged:  # counted for this process's sandbox uid, which nothing else uses
             resource.setrlimit(resource.RLIMIT_NPROC, (limits.processes, limits.processes))
 
     return apply
@@ -195,7 +208,7 @@ def run(
     if sandbox:
         cmd = command(job, out, argv, hide_frameworks, privileged)
     else:  # --unsafe-no-sandbox: same runner, same limits, no isolation
-        cmd = [a.replace("/job", str(job)).replace("/out", str(out)) for a in argv]
+        cmd = [{"/job": str(job), "/out": str(out)}.get(a, a) for a in argv]
     stdout_path, stderr_path = out / ".stdout", out / ".stderr"
     start = time.monotonic()
     with (
@@ -226,4 +239,13 @@ def run(
         except OSError:
             return ""
 
-    return Outcome(proc.returncode, timed_out, wall, tail(stdout_path), tail(stderr_path))
+    sizes = [p.stat().st_size if p.exists() else 0 for p in (stdout_path, stderr_path)]
+    return Outcome(
+        proc.returncode,
+        timed_out,
+        wall,
+        tail(stdout_path),
+        tail(stderr_path),
+        sum(sizes),
+        max(sizes) >= limits.file_bytes,
+    )

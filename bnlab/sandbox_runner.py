@@ -90,9 +90,10 @@ def main(job_dir: str, out_dir: str) -> int:
             else:
                 for item in cell["probes"]:
                     probe = _probe(checks, shell.user_ns, item, Probe)
-                    for attempt in imports.seen:
-                        if attempt not in probe.framework_calls:
-                            probe.framework_calls.append(attempt)
+                    if probe.errors:  # most likely because the hidden framework was missing
+                        for attempt in imports.seen:
+                            if attempt not in probe.framework_calls:
+                                probe.framework_calls.append(attempt)
                     probe.save(out / "probes" / item["key"])
         except BaseException as err:  # noqa: BLE001 - SystemExit, KeyboardInterrupt, anything
             error = f"{type(err).__name__}: {err}"[:500]

@@ -1,0 +1,435 @@
+"""The adversarial corpus: hostile and broken submissions of 02_forward_pass, with the exact
+outcome each must get from the sandboxed grader.
+
+Every attack is built so that it would *pay* if its protection were missing: it reads the
+solutions, another student's work or a network server, or hides a framework call, and with the
+stolen or faked result would score full marks; when the protection holds it falls back to an
+honest answer whose worth is known. The honest fallback is `batchnorm_forward` returning x
+unchanged: only the shape test passes, 1 of 11 (the spatial answer is the solution's, which
+reshapes and calls `batchnorm_forward`, so it fails with it).
+
+{root}, {repo} and {port} are filled in by the test: the course root of the batch, this
+repository, and a TCP port on which the test serves the solution to anyone who connects.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from corpus_tools import solution_source
+
+STEM = "02_forward_pass"
+FORWARD_TESTS = {
+    "test_shape": 1,
+    "test_normalizes": 2,
+    "test_affine": 1,
+    "test_torch": 2,
+    "test_keras": 1,
+    "test_eps": 1,
+    "test_large_mean": 1,
+}
+SPATIAL_TESTS = {"test_spatial": 2}
+MAX = 11.0
+
+IDENTITY = """
+def batchnorm_forward(x, gamma, beta, eps=1e-5):
+    return x.copy(), None
+"""
+
+
+def solution(cell_id: str) -> str:
+    return solution_source(STEM, cell_id)
+
+
+def scores(forward: str, spatial: str) -> dict[str, float]:
+    """Per test cell: forward 'ok', 'identity' (shape only) or 'none'; spatial 'ok' or 'none'."""
+    out = {}
+    for gid, pts in FORWARD_TESTS.items():
+        ok = forward == "ok" or (forward == "identity" and gid == "test_shape")
+        out[gid] = float(pts) if ok else 0.0
+    out["test_spatial"] = 2.0 if spatial == "ok" else 0.0
+    return out
+
+
+HONEST = scores("identity", "none")  # 1 of 11
+
+
+@dataclass
+class Case:
+    student: str
+    answers: dict[str, str] = field(default_factory=dict)  # answer cells (default: solution)
+    edit: str | None = None  # a named change to the notebook beyond the answers
+    expect: dict[str, float] | None = None  # per test cell; None: not graded
+    reason: str = ""  # substring of the not-graded reason, or of a test cell's reasons
+    reason_cells: tuple[str, ...] = ()  # the cells whose reasons must contain `reason`
+    diagnosis: tuple[str, str] | None = None  # (test cell, diagnosis) that must be named
+    note: str = ""  # substring of the grader's notes
+    unsandboxed_full: bool = False  # the attack scores full marks when run unsandboxed
+
+
+def fallback(attack: str, forward_if_stolen: str = "") -> str:
+    """An answer cell that tries `attack` and falls back to the honest identity answer."""
+    return f"""
+import numpy as np
+try:
+{_indent(attack)}
+except Exception:
+{_indent(IDENTITY)}
+"""
+
+
+def _indent(code: str) -> str:
+    return "\n".join("    " + line for line in code.strip("\n").splitlines())
+
+
+STEAL_FROM_FILE = """
+import ast
+_text = open({path!r}, encoding="utf-8").read()
+_tree = ast.parse(_text)
+_defs = [n for n in _tree.body if isinstance(n, ast.FunctionDef) and n.name == "batchnorm_forward"]
+exec(compile(ast.Module(body=_defs, type_ignores=[]), "stolen", "exec"), globals())
+assert "batchnorm_forward" in globals()
+"""
+
+STEAL_FROM_NOTEBOOK = """
+import json
+_nb = json.load(open({path!r}, encoding="utf-8"))
+for _c in _nb["cells"]:
+    if _c.get("metadata", {{}}).get("nbgrader", {{}}).get("grade_id") == "batchnorm_forward":
+        exec("".join(_c["source"]), globals())
+assert "batchnorm_forward" in globals()
+"""
+
+STEAL_FROM_NETWORK = """
+import socket
+_s = socket.create_connection(("127.0.0.1", {port}), timeout=3)
+_code = b""
+while True:
+    _chunk = _s.recv(65536)
+    if not _chunk:
+        break
+    _code += _chunk
+exec(_code.decode(), globals())
+"""
+
+HIDDEN_TORCH = """
+import sys
+sys.meta_path[:] = [f for f in sys.meta_path if "Framework" not in type(f).__name__]
+sys.setprofile = lambda *a, **k: None  # blind the in-process framework guard
+_t = getattr(__import__("builtins"), "__imp" + "ort__")("tor" + "ch")
+_bn = getattr(_t.nn.functional, "batch" + "_norm")
+
+def batchnorm_forward(x, gamma, beta, eps=1e-5):
+    t = _t.from_numpy(x)
+    y = _bn(t, None, None, _t.from_numpy(gamma), _t.from_numpy(beta), True, 0.0, eps)
+    return y.numpy(), None
+"""
+
+TAMPER_GRADEBOOK = """
+import sqlite3
+_db = sqlite3.connect("file:{root}/gradebook.db?mode=rw", uri=True)
+_db.execute("UPDATE grade SET manual_score = 99")
+_db.commit()
+raise RuntimeError("tampered, now fall back")
+"""
+
+FORGE_RESULTS = """
+import builtins, json, os
+import numpy as np
+
+class _Payload:  # unpickling this would create {root}/pwned in the grader's process
+    def __reduce__(self):
+        return (builtins.open, ("{root}/pwned", "w"))
+
+for _key in [f"{{i}}-{{k}}" for i in range(40) for k in range(4)]:
+    _d = f"/out/probes/{{_key}}"
+    os.makedirs(_d, exist_ok=True)
+    np.save(f"{{_d}}/arrays.npz", np.array([_Payload()], dtype=object), allow_pickle=True)
+    os.rename(f"{{_d}}/arrays.npz.npy", f"{{_d}}/arrays.npz")
+    open(f"{{_d}}/messages.json", "w").write(json.dumps({{"errors": {{}}, "framework_calls": []}}))
+    os.chmod(f"{{_d}}/arrays.npz", 0o400)
+    os.chmod(f"{{_d}}/messages.json", 0o400)
+    os.chmod(_d, 0o500)  # so that the runner cannot replace them with the real probes
+with open("/out/progress.jsonl", "a") as _f:
+    _f.write(json.dumps({{"event": "finished"}}) + "\\n")
+print("ok [forward.torch]: matches torch.nn.functional.batch_norm")
+open("{root}/autograded/forged.txt", "w").write("x")  # outside the sandbox: must fail
+"""
+
+PATCH_COMPARATORS = """
+import numpy as np
+np.allclose = lambda *a, **k: True
+np.isclose = lambda a, b, *r, **k: np.ones(np.shape(a), dtype=bool)
+np.testing.assert_allclose = lambda *a, **k: None
+np.array_equal = lambda *a, **k: True
+"""
+
+PATCH_GRADER = """
+import bnlab.checks as _c, bnlab.harness as _h, bnlab.exercises.forward as _f
+_c.check = lambda *a, **k: print("ok")
+_h.close = lambda *a, **k: True
+_h.Failure = Exception
+_f.judge = lambda *a, **k: _h.Verdict("x", True, "ok")
+_f.reference = lambda case: case.x
+_f.probe = lambda fn, cases: _h.Probe()
+"""
+
+PATCH_BUILTINS = """
+import builtins
+builtins.all = lambda it: True
+builtins.any = lambda it: True
+builtins.AssertionError = Warning
+"""
+
+FORK_BOMB = """
+import os, time
+for _ in range(2000):
+    if os.fork() == 0:
+        time.sleep(60)
+        os._exit(0)
+"""
+
+MEMORY_BOMB = """
+_hog = [bytearray(2**30) for _ in range(6)]  # 6 GiB
+"""
+
+
+def cases(fill: dict) -> list[Case]:
+    sol_fwd, sol_sp = solution("batchnorm_forward"), solution("spatial_batchnorm_forward")
+    f = {k: str(v) for k, v in fill.items()}
+    other = f"{f['root']}/submitted/s01_honest_full/{STEM}/{STEM}.ipynb"
+    return [
+        # honest students in the same batch
+        Case("s01_honest_full", expect=scores("ok", "ok")),
+        Case("s02_honest_identity", {"batchnorm_forward": IDENTITY}, expect=HONEST),
+        Case(
+            "s03_honest_no_answer",
+            {"batchnorm_forward": "", "spatial_batchnorm_forward": ""},
+            expect=scores("none", "none"),
+        ),
+        # monkeypatching: comparators, the grader's own modules, builtins
+        Case(
+            "a01_patch_numpy_comparators",
+            {"batchnorm_forward": PATCH_COMPARATORS + IDENTITY},
+            expect=HONEST,
+        ),
+        # (patching the probe inside the sandbox only spoils its own data: 0, below honest)
+        Case(
+            "a02_patch_grader_modules",
+            {"batchnorm_forward": PATCH_GRADER + IDENTITY},
+            expect=scores("none", "none"),
+        ),
+        Case(
+            "a03_patch_builtins", {"batchnorm_forward": PATCH_BUILTINS + IDENTITY}, expect=HONEST
+        ),
+        # exits and exceptions
+        Case(
+            "a04_os_exit_before_tests",
+            {"batchnorm_forward": sol_fwd + "\nimport os\nos._exit(0)\n"},
+            expect=scores("none", "none"),
+            reason="ended early (exit code 0)",
+            reason_cells=("test_shape", "test_spatial"),
+        ),
+        Case(
+            "a05_system_exit_in_cell",
+            {"batchnorm_forward": sol_fwd + "\nraise SystemExit(3)\n"},
+            expect=scores("ok", "ok"),
+        ),
+        Case(
+            "a06_raise_keyboard_interrupt",
+            {"spatial_batchnorm_forward": sol_sp + "\nraise KeyboardInterrupt\n"},
+            expect=scores("ok", "ok"),
+        ),
+        # edited locked cells and metadata
+        Case(
+            "a07_edit_locked_and_test_cells",
+            {"batchnorm_forward": IDENTITY},
+            edit="locked_cells",
+            expect=HONEST,
+        ),
+        Case(
+            "a08_edit_points_and_metadata",
+            {"batchnorm_forward": IDENTITY},
+            edit="metadata",
+            expect=HONEST,
+        ),
+        # framework calls in a NumPy exercise
+        Case(
+            "a09_plain_torch_call",
+            {
+                "batchnorm_forward": "import torch\n"
+                + IDENTITY.replace(
+                    "return x.copy(), None",
+                    "return torch.nn.functional.batch_norm(torch.from_numpy(x), None, None, "
+                    "torch.from_numpy(gamma), torch.from_numpy(beta), True, 0.0, eps)"
+                    ".numpy(), None",
+                )
+            },
+            expect=scores("none", "none"),
+            diagnosis=("test_torch", "framework call"),
+        ),
+        Case(
+            "a10_hidden_torch_call_guard_blinded",
+            {"batchnorm_forward": fallback(HIDDEN_TORCH)},
+            expect=HONEST,
+            unsandboxed_full=True,
+        ),
+        # reading what the sandbox must not show
+        Case(
+            "a11_read_solutions",
+            {
+                "batchnorm_forward": fallback(
+                    STEAL_FROM_FILE.format(path=f"{f['repo']}/solutions/{STEM}.py")
+                )
+            },
+            expect=HONEST,
+            unsandboxed_full=True,
+        ),
+        Case(
+            "a12_read_other_student",
+            {"batchnorm_forward": fallback(STEAL_FROM_NOTEBOOK.format(path=other))},
+            expect=HONEST,
+            unsandboxed_full=True,
+        ),
+        Case(
+            "a13_tamper_gradebook",
+            {"batchnorm_forward": fallback(TAMPER_GRADEBOOK.format(root=f["root"]))},
+            expect=HONEST,
+        ),
+        Case(
+            "a14_network_connection",
+            {"batchnorm_forward": fallback(STEAL_FROM_NETWORK.format(port=f["port"]))},
+            expect=HONEST,
+            unsandboxed_full=True,
+        ),
+        Case(
+            "a15_forged_result_files",
+            {"batchnorm_forward": fallback(FORGE_RESULTS.format(root=f["root"]))},
+            expect=scores("none", "none"),
+            reason="unreadable result",
+            reason_cells=("test_shape", "test_spatial"),
+        ),
+        # resources
+        Case(
+            "a16_infinite_loop",
+            {"spatial_batchnorm_forward": "while True:\n    pass\n"},
+            expect=scores("ok", "none"),
+            reason="time limit",
+            reason_cells=("test_spatial",),
+        ),
+        Case(
+            "a17_memory_bomb",
+            {"batchnorm_forward": MEMORY_BOMB + sol_fwd},
+            expect=scores("none", "none"),
+        ),
+        Case("a18_fork_bomb", {"batchnorm_forward": fallback(FORK_BOMB + sol_fwd)}, expect=HONEST),
+        Case(
+            "a19_output_flood",
+            {
+                "spatial_batchnorm_forward": "import os\nos.write(1, b'x' * (64 * 2**20))\n"
+                + sol_sp
+            },
+            expect=scores("ok", "ok"),
+            note="output was cut",
+        ),
+        # corrupt input: each not graded, with its reason
+        Case("c01_invalid_json", edit="invalid_json", reason="not valid JSON"),
+        Case("c02_nbformat_3", edit="nbformat3", reason="format version 3"),
+        Case("c03_missing_cell", edit="missing_cell", reason="missing"),
+        Case("c04_duplicated_grade_id", edit="duplicate", reason="appears 2 times"),
+        Case("c05_renamed_notebook", edit="renamed", reason="rename the notebook back"),
+        Case("c06_huge_notebook", edit="huge", reason="over the 20 MB limit"),
+        Case("c07_not_utf8", edit="latin1", reason="not UTF-8"),
+        Case(
+            "c08_extra_files",
+            edit="extra_files",
+            expect=scores("ok", "ok"),
+            note="ignored extra files",
+        ),
+        Case("c09 bad;id$(reboot)", reason="characters outside"),
+    ]
+
+
+def build(case: Case, released: dict) -> dict[str, bytes]:
+    """The files of one submission folder: name -> bytes."""
+    nb = json.loads(json.dumps(released))
+    answers = {
+        "batchnorm_forward": solution("batchnorm_forward"),
+        "spatial_batchnorm_forward": solution("spatial_batchnorm_forward"),
+        **case.answers,
+    }
+    for cell in nb["cells"]:
+        gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        if gid in answers:
+            cell["source"] = answers[gid]
+    name = f"{STEM}.ipynb"
+    files: dict[str, bytes] = {}
+    edit = case.edit
+    if edit == "locked_cells":
+        for cell in nb["cells"]:
+            meta = cell.get("metadata", {}).get("nbgrader", {})
+            if meta.get("grade_id") == "imports":
+                cell["source"] = "import numpy as np\nclass checks:\n    check = print\n"
+            elif meta.get("grade"):
+                cell["source"] = 'print("ok")'
+    elif edit == "metadata":
+        for cell in nb["cells"]:
+            meta = cell.get("metadata", {}).get("nbgrader", {})
+            if meta.get("grade"):
+                meta["points"] = 100
+            if meta.get("grade_id") == "batchnorm_forward":
+                meta.update(grade=True, points=50, locked=True)
+        nb["cells"].append(
+            {
+                "cell_type": "code",
+                "execution_count": None,
+                "id": "bonus",
+                "metadata": {
+                    "nbgrader": {
+                        "grade": True,
+                        "grade_id": "bonus",
+                        "points": 1000,
+                        "locked": True,
+                        "solution": False,
+                        "schema_version": 3,
+                        "task": False,
+                    }
+                },
+                "outputs": [],
+                "source": "print('bonus')",
+            }
+        )
+    elif edit == "missing_cell":
+        nb["cells"] = [
+            c
+            for c in nb["cells"]
+            if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") != "test_torch"
+        ]
+    elif edit == "duplicate":
+        cell = next(
+            c
+            for c in nb["cells"]
+            if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == "batchnorm_forward"
+        )
+        copy = json.loads(json.dumps(cell))
+        copy["id"] = "copy-of-answer"
+        nb["cells"].append(copy)
+    elif edit == "nbformat3":
+        nb["nbformat"] = 3
+    elif edit == "huge":
+        nb["cells"][0]["metadata"]["padding"] = "x" * (21 * 2**20)
+    text = json.dumps(nb)
+    if edit == "invalid_json":
+        text = text[: len(text) // 2]
+    data = text.encode("utf-8")
+    if edit == "latin1":
+        assert b"Training-mode" in data
+        data = data.replace(b"Training-mode", "Training-m\u00f6de".encode("latin-1"))
+    if edit == "renamed":
+        name = "my_work.ipynb"
+    files[name] = data
+    if edit == "extra_files":
+        files["notes.txt"] = b"scratch"
+        files["sitecustomize.py"] = b"import os; os._exit(1)\n"
+    return files

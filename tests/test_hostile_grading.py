@@ -1,0 +1,240 @@
+"""The adversarial corpus (tests/adversarial_cases.py) through the real grading command.
+
+One batch: honest students, attacks and broken files side by side, graded by
+`bn-course grade 02_forward_pass --workers 2` in a scratch course root. Each case must get its
+exact outcome, and the honest students beside them must be graded correctly. A second run
+grades the attacks that steal an answer with `--unsafe-no-sandbox`: there they score full
+marks, which shows that the sandbox, not luck, is what stops them.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+from adversarial_cases import MAX, STEM, Case, build, cases, solution
+
+from bnlab import ledger
+from conftest import REPO, run_course
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("bwrap") is None and os.environ.get("CI") != "true",
+    reason="bubblewrap is not installed (sudo apt-get install bubblewrap)",
+)
+
+
+class SolutionServer:
+    """Serves the solution's code to anyone who connects, and counts the connections."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.connections = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        payload = solution("batchnorm_forward").encode()
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            with conn:
+                conn.sendall(payload)
+
+    def close(self):
+        self.sock.close()
+
+
+def make_batch(root: Path, selected: list[Case]) -> None:
+    released = json.loads((root / "release" / STEM / f"{STEM}.ipynb").read_text())
+    for case in selected:
+        folder = root / "submitted" / case.student / STEM
+        folder.mkdir(parents=True)
+        for name, data in build(case, released).items():
+            (folder / name).write_bytes(data)
+
+
+def ledger_rows(root: Path) -> dict[str, dict]:
+    gb = ledger.open_gradebook(f"sqlite:///{root / 'gradebook.db'}")
+    try:
+        rows = ledger.rows(gb, STEM)
+    finally:
+        gb.close()
+    return {r["student"]: {**r, "summary": json.loads(r["summary"])} for r in rows}
+
+
+@pytest.fixture(scope="module")
+def server():
+    s = SolutionServer()
+    yield s
+    s.close()
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory, server):
+    root = tmp_path_factory.mktemp("hostile-course")
+    env = {"BNLAB_COURSE_ROOT": str(root)}
+    run_course("release", STEM, env=env)
+    selected = cases({"root": root, "repo": REPO, "port": server.port})
+    make_batch(root, selected)
+    proc = run_course(
+        "grade", STEM, "--workers", "2", "--time-limit", "20", "--no-progress", env=env
+    )
+    return {"root": root, "cases": selected, "rows": ledger_rows(root), "log": proc.stdout}
+
+
+def _case_ids():
+    return [c.student for c in cases({"root": "R", "repo": "R", "port": 0})]
+
+
+@pytest.mark.parametrize("student", _case_ids())
+def test_each_case_gets_its_exact_outcome(hostile, student):
+    case = next(c for c in hostile["cases"] if c.student == student)
+    row = hostile["rows"][student]
+    summary = row["summary"]
+    if case.expect is None:
+        assert row["status"] == "not graded", summary
+        assert case.reason in row["reason"], row["reason"]
+        assert row["score"] is None
+        return
+    assert row["status"] == "graded", row["reason"]
+    got = {gid: cell["score"] for gid, cell in summary["cells"].items()}
+    assert got == case.expect, summary["cells"]
+    assert row["max_score"] == MAX  # edited points never change what a test is worth
+    for gid in case.reason_cells:
+        assert any(case.reason in r for r in summary["cells"][gid]["reasons"]), summary["cells"]
+    if case.diagnosis:
+        gid, name = case.diagnosis
+        assert name in summary["cells"][gid]["diagnoses"], summary["cells"][gid]
+    if case.note:
+        assert any(case.note in n for n in summary["notes"]), summary["notes"]
+
+
+def test_no_attack_scores_above_its_honest_part(hostile):
+    honest = hostile["rows"]["s02_honest_identity"]["score"]
+    assert honest == 1.0
+    for student, row in hostile["rows"].items():
+        if student.startswith("a") and row["score"] is not None and row["score"] > honest:
+            # only the attacks whose honest part is the full solution may score above 1
+            case = next(c for c in hostile["cases"] if c.student == student)
+            assert sum(case.expect.values()) == row["score"], (student, row["score"])
+
+
+def test_gradebook_holds_exactly_the_judged_grades(hostile):
+    """The gradebook attack changed nothing; every graded cell has the judged score."""
+    from nbgrader.api import Gradebook
+
+    rows = hostile["rows"]
+    with Gradebook(f"sqlite:///{hostile['root'] / 'gradebook.db'}") as gb:
+        for student, row in rows.items():
+            if row["status"] != "graded":
+                continue
+            nb = gb.find_submission_notebook(STEM, STEM, student)
+            for grade in nb.grades:
+                assert grade.manual_score is None, (student, grade.name)
+                assert grade.auto_score == row["summary"]["cells"][grade.name]["score"]
+            assert nb.score == row["score"]
+
+
+def test_csv_tells_not_graded_from_zero(hostile):
+    path = hostile["root"] / "reports" / f"{STEM}-grades.csv"
+    lines = {r["student"]: r for r in csv.DictReader(path.open(encoding="utf-8"))}
+    assert set(lines) == {c.student for c in hostile["cases"]}
+    assert lines["s03_honest_no_answer"]["score"] == "0"
+    assert lines["s03_honest_no_answer"]["status"] == "graded"
+    assert lines["c01_invalid_json"]["score"] == ""
+    assert lines["c01_invalid_json"]["status"].startswith("not graded: not valid JSON")
+
+
+def test_nothing_escaped_the_sandbox(hostile, server):
+    root = hostile["root"]
+    assert server.connections == 0
+    assert not (root / "pwned").exists()  # the forged pickle was never unpickled
+    assert not (root / "autograded" / "forged.txt").exists()
+
+
+def _autograded(hostile, student: str) -> dict:
+    path = hostile["root"] / "autograded" / student / STEM / f"{STEM}.ipynb"
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def test_locked_cells_and_metadata_come_from_the_course(hostile):
+    nb = _autograded(hostile, "a07_edit_locked_and_test_cells")
+    text = {
+        c["metadata"].get("nbgrader", {}).get("grade_id"): "".join(c["source"])
+        for c in nb["cells"]
+    }
+    assert "checks.check(" in text["test_torch"] and "seed=13" in text["test_torch"]
+    assert "class checks" not in text["imports"]
+
+    nb = _autograded(hostile, "a08_edit_points_and_metadata")
+    by_id = {c["metadata"].get("nbgrader", {}).get("grade_id"): c for c in nb["cells"]}
+    assert by_id["test_torch"]["metadata"]["nbgrader"]["points"] == 2
+    assert by_id["batchnorm_forward"]["metadata"]["nbgrader"].get("points") is None
+    bonus = next(c for c in nb["cells"] if c["id"] == "bonus")
+    assert "nbgrader" not in bonus["metadata"]  # an invented graded cell carries no points
+
+
+def test_feedback_never_shows_hidden_tests(hostile):
+    pages = list((hostile["root"] / "feedback").glob(f"*/{STEM}/{STEM}.html"))
+    graded = [s for s, r in hostile["rows"].items() if r["status"] == "graded"]
+    assert len(pages) == len(graded)
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        assert "seed=" not in text and "HIDDEN TESTS" not in text, page
+
+
+def test_report_lists_not_graded_apart(hostile):
+    html = (hostile["root"] / "reports" / f"{STEM}-report.html").read_text(encoding="utf-8")
+    assert "c05_renamed_notebook" in html
+    assert "<script" not in html
+
+
+def test_the_stealing_attacks_pay_without_the_sandbox(tmp_path, server):
+    """Unsandboxed, the attacks that read files, the network or hide a framework call score
+    full marks: the protections above are what stop them."""
+    root = tmp_path / "course"
+    env = {"BNLAB_COURSE_ROOT": str(root)}
+    run_course("release", STEM, env=env)
+    selected = [
+        c
+        for c in cases({"root": root, "repo": REPO, "port": server.port})
+        if c.unsandboxed_full or c.student == "s01_honest_full"
+    ]
+    assert len(selected) == 5
+    make_batch(root, selected)
+    before = server.connections
+    run_course(
+        "grade",
+        STEM,
+        "--workers",
+        "1",
+        "--unsafe-no-sandbox",
+        "--no-feedback",
+        "--no-progress",
+        env=env,
+    )
+    rows = ledger_rows(root)
+    for case in selected:
+        assert rows[case.student]["score"] == MAX, (case.student, rows[case.student]["summary"])
+    assert server.connections == before + 1
+
+
+def test_grader_refuses_without_bubblewrap(tmp_path):
+    """No sandbox tool: refuse (exit 2, the fix named) rather than grade unsandboxed."""
+    root = tmp_path / "course"
+    (root / "submitted" / "s1" / STEM).mkdir(parents=True)
+    env = {"BNLAB_COURSE_ROOT": str(root), "PATH": str(Path(os.sys.executable).parent)}
+    proc = run_course("grade", STEM, "--no-progress", env=env, check=False)
+    assert proc.returncode == 2
+    assert "bubblewrap" in proc.stderr and "--unsafe-no-sandbox" in proc.stderr

@@ -1,0 +1,174 @@
+"""Each protection of bnlab.sandbox, shown by a script that succeeds without it and fails with it.
+
+The scripts run in the real sandbox (bubblewrap) or, for the "without" half, unsandboxed or with
+a generous limit, so that a test fails if its protection is removed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+
+from bnlab import sandbox
+from conftest import REPO
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("bwrap") is None and os.environ.get("CI") != "true",
+    reason="bubblewrap is not installed (sudo apt-get install bubblewrap)",
+)
+
+SMALL = sandbox.Limits(wall_s=20, cpu_s=20)
+
+
+def run(tmp_path: Path, code: str, limits=SMALL, use_sandbox=True, hide=False):
+    """Run `code` as the grader runs learner code; return (outcome, what it wrote to result)."""
+    job, out = tmp_path / "job", tmp_path / "out"
+    for d in (job, out):
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir()
+    (job / "script.py").write_text(textwrap.dedent(code))
+    argv = [sys.executable, "/job/script.py"]
+    if not use_sandbox:
+        argv = [sys.executable, str(job / "script.py")]
+        code = code.replace("/out/", f"{out}/")
+        (job / "script.py").write_text(textwrap.dedent(code))
+    outcome = sandbox.run(job, out, argv, limits, hide_frameworks=hide, sandbox=use_sandbox)
+    result = out / "result"
+    return outcome, (result.read_text() if result.exists() else None)
+
+
+def report(expr: str) -> str:
+    """A script that writes 'ok' if `expr` runs, else the exception's name."""
+    return f"""
+    try:
+        {expr}
+        msg = "ok"
+    except BaseException as err:
+        msg = type(err).__name__
+    open("/out/result", "w").write(msg)
+    """
+
+
+def test_files_outside_are_invisible(tmp_path):
+    secret = REPO / "solutions" / "02_forward_pass.py"
+    code = report(f"open({str(secret)!r}).read()")
+    assert run(tmp_path, code)[1] == "FileNotFoundError"
+    assert run(tmp_path, code, use_sandbox=False)[1] == "ok"
+
+
+def test_home_and_repository_are_invisible(tmp_path):
+    """Only the parts of the home folder that hold the Python installation are there."""
+    code = f"""
+    import json, os
+    try:
+        seen = sorted(os.listdir({str(Path.home())!r}))
+    except OSError:
+        seen = []
+    open("/out/result", "w").write(json.dumps([seen, sorted(os.listdir({str(REPO)!r}))]))
+    """
+    home, repo = json.loads(run(tmp_path, code)[1])
+    python_parts = {p.name for p in Path(sys.base_prefix).parents if Path.home() in p.parents}
+    assert set(home) <= python_parts | {Path(sys.base_prefix).name}
+    assert "solutions" not in repo and "_course" not in repo and ".git" not in repo
+    home_out, repo_out = json.loads(run(tmp_path, code, use_sandbox=False)[1])
+    assert "solutions" in repo_out
+
+
+def test_environment_is_read_only(tmp_path):
+    target = Path(sys.prefix) / "bnlab-sandbox-write-test"
+    code = report(f"open({str(target)!r}, 'w').write('x')")
+    try:
+        assert run(tmp_path, code)[1] in ("OSError", "PermissionError")
+    finally:
+        target.unlink(missing_ok=True)
+
+
+def test_no_network(tmp_path):
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+    threading.Thread(target=lambda: server.accept(), daemon=True).start()
+    code = report(f"__import__('socket').create_connection(('127.0.0.1', {port}), timeout=3)")
+    try:
+        assert run(tmp_path, code)[1] == "ConnectionRefusedError"
+        assert run(tmp_path, code, use_sandbox=False)[1] == "ok"
+    finally:
+        server.close()
+
+
+def test_runs_as_an_unprivileged_user(tmp_path):
+    code = """
+    import os
+    open("/out/result", "w").write(str(os.getuid()))
+    """
+    uid = int(run(tmp_path, code)[1])
+    assert uid != 0
+    assert uid != os.getuid() or os.getuid() != 0
+
+
+def test_numpy_exercises_cannot_import_frameworks(tmp_path):
+    code = report("import torch.nn")
+    assert run(tmp_path, code, hide=True)[1] == "ModuleNotFoundError"
+    assert run(tmp_path, code, hide=False)[1] == "ok"
+
+
+def test_wall_time_limit(tmp_path):
+    code = "while True:\n    pass\n"
+    outcome, _ = run(tmp_path, code, limits=sandbox.Limits(wall_s=3, cpu_s=60))
+    assert outcome.timed_out and 2.5 < outcome.wall_s < 15
+    assert "time limit" in outcome.limit_reason
+
+
+def test_cpu_time_limit(tmp_path):
+    code = "while True:\n    pass\n"
+    outcome, _ = run(tmp_path, code, limits=sandbox.Limits(wall_s=30, cpu_s=2))
+    assert not outcome.timed_out
+    assert "CPU time" in outcome.limit_reason
+
+
+def test_memory_limit(tmp_path):
+    code = report("x = bytearray(3 * 2**30)")
+    assert run(tmp_path, code, limits=sandbox.Limits(memory_bytes=2**30))[1] == "MemoryError"
+    assert run(tmp_path, code, limits=sandbox.Limits(memory_bytes=8 * 2**30))[1] == "ok"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the process limit needs the root-run sandbox")
+def test_process_limit(tmp_path):
+    code = report(
+        "import os, time\n"
+        "        for _ in range(300):\n"
+        "            if os.fork() == 0:\n"
+        "                time.sleep(30); os._exit(0)"
+    )
+    assert run(tmp_path, code, limits=sandbox.Limits(processes=64))[1] == "BlockingIOError"
+    assert run(tmp_path, code, limits=sandbox.Limits(processes=1024))[1] == "ok"
+
+
+def test_output_limit(tmp_path):
+    """A flood is cut at the file-size limit (Python ignores SIGXFSZ: the write comes back
+    short, the next one fails with EFBIG); the grader keeps only a tail of it."""
+    code = """
+    import os
+    os.write(1, b"x" * (8 * 2**20))
+    open("/out/result", "w").write("ok")
+    """
+    outcome, result = run(tmp_path, code, limits=sandbox.Limits(file_bytes=2**20))
+    assert outcome.output_bytes == 2**20 and outcome.output_capped
+    assert len(outcome.stdout) <= sandbox.Limits().output_chars
+    outcome, result = run(tmp_path, code, limits=sandbox.Limits(file_bytes=64 * 2**20))
+    assert outcome.output_bytes == 8 * 2**20 and not outcome.output_capped
+
+
+def test_missing_bubblewrap_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(sandbox, "bwrap_path", lambda: None)
+    with pytest.raises(sandbox.SandboxUnavailable, match="--unsafe-no-sandbox"):
+        run(tmp_path, "pass")
