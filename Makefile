@@ -6,16 +6,18 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv book book-instructor notebooks check-notebooks autograde feedback export \
-        system-deps test lint bench clean
+.PHONY: help venv book book-instructor notebooks check-notebooks grade autograde feedback export \
+        system-deps test lint bench bench-grading clean
 
 help:
 	@echo "make book            set up .venv and build the learner book -> _build/html"
 	@echo "make test            set up .venv and system packages, run lint and the test suite"
 	@echo "make book-instructor the instructor edition (answers shown) -> _build/instructor"
 	@echo "make notebooks       regenerate notebooks/ from solutions/ (nbgrader)"
-	@echo "make autograde A=02_forward_pass | feedback A=... | export   grade _course/submitted"
+	@echo "make grade A=02_forward_pass   sandboxed, parallel grading of _course/submitted"
+	@echo "make autograde A=02_forward_pass | feedback A=... | export   stock nbgrader steps"
 	@echo "make bench           benchmark the book build -> bench/RESULTS.md"
+	@echo "make bench-grading   grading a 40-submission cohort four ways -> bench/RESULTS.md"
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +39,9 @@ notebooks: $(STAMP)
 check-notebooks: $(STAMP)
 	$(BIN)/bn-course check-notebooks
 
+grade: $(STAMP) system-deps
+	$(BIN)/bn-course grade $(A)
+
 autograde: $(STAMP)
 	$(BIN)/bn-course autograde $(A)
 
@@ -46,7 +51,8 @@ feedback: $(STAMP)
 export: $(STAMP)
 	$(BIN)/bn-course export --to grades.csv
 
-# Debian packages the tests use (headless chromium). Installs them when run as root.
+# Debian packages: chromium (book test), bubblewrap (grading sandbox), postgresql (gradebook
+# test). Installs what is missing when run as root.
 system-deps:
 	bash .ci/system-deps.sh
 
@@ -60,6 +66,9 @@ test: $(STAMP) system-deps lint
 bench: $(STAMP)
 	$(BIN)/python bench/bench_book.py
 	$(BIN)/python bench/bench_notebooks.py
+
+bench-grading: $(STAMP) system-deps
+	$(BIN)/python bench/bench_grading.py
 
 clean:
 	rm -rf _build _course

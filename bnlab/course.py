@@ -229,7 +229,7 @@ def submit(notebook: Path, student: str, stem: str, root: Path) -> Path:
     return target
 
 
-ZIP_REGEXP = r"(?P<student_id>[A-Za-z0-9.@+-]+)_(?P<file_id>[^/]+\.ipynb)$"
+ZIP_REGEXP = r".*/(?P<student_id>[A-Za-z0-9.@+-]+)_(?P<file_id>[^/]+\.ipynb)$"
 
 
 def zip_collect(archive: Path, stem: str, root: Path, regexp: str) -> None:

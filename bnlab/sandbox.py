@@ -121,6 +121,8 @@ def command(
         args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
     else:
         args += ["--unshare-user", "--uid", str(NOBODY), "--gid", str(NOBODY)]
+    # /tmp first: the binds below may live under /tmp (a checkout there) and must stay visible.
+    args += ["--size", str(TMP_BYTES), "--perms", "1777", "--tmpfs", "/tmp"]
     for d in ("/usr",):
         args += ["--ro-bind", d, d]
     for name in ("bin", "lib", "lib64", "sbin"):
@@ -145,7 +147,6 @@ def command(
             if (site / name).is_dir():
                 args += ["--tmpfs", str(site / name)]
     args += ["--proc", "/proc", "--dev", "/dev"]
-    args += ["--size", str(TMP_BYTES), "--perms", "1777", "--tmpfs", "/tmp"]
     args += ["--ro-bind", str(job), "/job", "--bind", str(out), "/out", "--chdir", "/tmp"]
     env = {
         "HOME": "/tmp",

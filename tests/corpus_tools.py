@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import ast
+import json
 import re
 from pathlib import Path
 
-from bnlab.course import source_notebook
+from bnlab.course import NOTEBOOKS, source_notebook
 from bnlab.harness import Failure
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
@@ -99,3 +100,32 @@ def grade_in_process(stem: str, answers: dict[str, str]) -> dict[str, str | None
         if meta.get("grade"):
             outcomes[meta["grade_id"]] = outcome
     return outcomes
+
+
+def answer_cells(stem: str) -> dict[str, str]:
+    return {
+        c["id"]: c.source
+        for c in source_notebook(stem).cells
+        if c.metadata.get("nbgrader", {}).get("solution")
+    }
+
+
+def submission(stem: str, answers: dict[str, str] | None) -> dict:
+    """The learner notebook with answers filled in (None: untouched)."""
+    nb = json.loads((NOTEBOOKS / f"{stem}.ipynb").read_text())
+    if answers is not None:
+        filled = {**answer_cells(stem), **answers}
+        for cell in nb["cells"]:
+            if cell.get("id") in filled:
+                cell["source"] = filled[cell["id"]]
+    return nb
+
+
+def cohort(stem: str) -> dict[str, tuple[dict | None, dict | None]]:
+    """student -> (answers, expected failing tests), for one assignment."""
+    students = {"solution": ({}, {}), "blank": (None, None)}
+    for path in corpus_files():
+        if path.parent.name == stem:
+            answers, expect = read_submission(path)
+            students[path.stem] = (answers, expect or {})
+    return students

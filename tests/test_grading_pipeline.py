@@ -13,48 +13,20 @@ import getpass
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from bs4 import BeautifulSoup
-from corpus_tools import corpus_files, read_submission
+from corpus_tools import cohort, submission
 
 from bnlab.course import source_notebook, stems
-from conftest import REPO, run_course
+from conftest import run_course
 
 EXCHANGE_STUDENT = getpass.getuser()  # this machine's user submits through the exchange
 GENERIC = {"failed", "exception"}
-
-
-def answer_cells(stem: str) -> dict[str, str]:
-    return {
-        c["id"]: c.source
-        for c in source_notebook(stem).cells
-        if c.metadata.get("nbgrader", {}).get("solution")
-    }
-
-
-def submission(stem: str, answers: dict[str, str] | None) -> dict:
-    """The learner notebook with answers filled in (None: untouched)."""
-    nb = json.loads((REPO / "notebooks" / f"{stem}.ipynb").read_text())
-    if answers is not None:
-        filled = {**answer_cells(stem), **answers}
-        for cell in nb["cells"]:
-            if cell.get("id") in filled:
-                cell["source"] = filled[cell["id"]]
-    return nb
-
-
-def cohort(stem: str) -> dict[str, tuple[dict | None, dict | None]]:
-    """student -> (answers, expected failing tests), for one assignment."""
-    students = {"solution": ({}, {}), "blank": (None, None)}
-    for path in corpus_files():
-        if path.parent.name == stem:
-            answers, expect = read_submission(path)
-            students[path.stem] = (answers, expect or {})
-    return students
 
 
 def learner_nbgrader(*args, cwd: Path, root: Path) -> None:
@@ -169,3 +141,40 @@ def test_feedback_never_shows_hidden_tests(course, stem):
             assert line not in text, (student, line)
         assert not re.search(r"seed=\s*\d", text.replace("seed=0", "")), student
         assert "BEGIN HIDDEN TESTS" not in html
+
+
+@pytest.fixture(scope="module")
+def sandboxed(course, tmp_path_factory):
+    """The same submissions graded again by the sandboxed grader (`bn-course grade`), in a
+    copy of the course root: student -> ledger row, per assignment."""
+    from bnlab import ledger
+
+    root = tmp_path_factory.mktemp("sandboxed") / "course"
+    shutil.copytree(course[0], root)
+    env = {"BNLAB_COURSE_ROOT": str(root)}
+    out = {}
+    for stem in stems():
+        run_course("grade", stem, "--workers", "2", "--no-feedback", "--no-progress", env=env)
+        gb = ledger.open_gradebook(f"sqlite:///{root / 'gradebook.db'}")
+        try:
+            out[stem] = {r["student"]: json.loads(r["summary"]) for r in ledger.rows(gb, stem)}
+        finally:
+            gb.close()
+    return out
+
+
+@pytest.mark.parametrize("stem", stems())
+def test_sandboxed_grader_agrees_with_stock_nbgrader(course, sandboxed, stem):
+    """Every cell of every submission: the sandboxed grader's score equals stock nbgrader's
+    (which ran the same checks inside the learner's kernel), and it names the same mistakes."""
+    root, _ = course
+    students = [*cohort(stem), EXCHANGE_STUDENT]
+    assert set(sandboxed[stem]) == set(students)
+    for student in students:
+        stock = {k: s for k, (s, _) in cell_scores(root, stem, student).items()}
+        mine = {k: c["score"] for k, c in sandboxed[stem][student]["cells"].items()}
+        assert mine == stock, student
+    for student, (_, expect) in cohort(stem).items():
+        for grade_id, diagnosis in (expect or {}).items():
+            if diagnosis not in GENERIC:
+                assert diagnosis in sandboxed[stem][student]["cells"][grade_id]["diagnoses"]

@@ -1,0 +1,234 @@
+"""Benchmark: grading one synthetic cohort four ways, side by side in one run.
+
+The cohort: N submissions of 02_forward_pass (default 40), cycling through the instructor's
+solution, the valid variants and the named mistakes of tests/corpus, an untouched notebook, and
+hostile submissions from tests/adversarial_cases.py (patched comparators and grader modules,
+edited locked cells and metadata, stolen answers, forged result files). Resource bombs are left
+out: they cost each grader its time limit, not its speed.
+
+1. floor: the bare execution of the same notebooks with nbclient (fresh kernel, no grading);
+2. stock `nbgrader autograde` (serial);
+3. `bn-course grade --workers 1` (in process, sandboxed);
+4. `bn-course grade --workers 2` (local Dask cluster, sandboxed).
+
+Then where the time goes (sandbox start, runner, judge, gradebook write), and whether the
+scores equal stock nbgrader's on the non-hostile submissions. Appends to bench/RESULTS.md.
+
+    .venv/bin/python bench/bench_grading.py [--n 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench_book import REPO, machine
+
+sys.path.insert(0, str(REPO / "tests"))
+from adversarial_cases import build, cases  # noqa: E402
+from corpus_tools import cohort, submission  # noqa: E402
+
+STEM = "02_forward_pass"
+HOSTILE = (
+    "a01_patch_numpy_comparators",
+    "a02_patch_grader_modules",
+    "a07_edit_locked_and_test_cells",
+    "a08_edit_points_and_metadata",
+    "a11_read_solutions",
+    "a15_forged_result_files",
+)
+BN = str(Path(sys.executable).parent / "bn-course")
+NBGRADER = str(Path(sys.executable).parent / "nbgrader")
+
+
+def make_root(root: Path, n: int) -> dict[str, bool]:
+    """Release and fill submitted/; student -> hostile?"""
+    env = {**os.environ, "BNLAB_COURSE_ROOT": str(root)}
+    subprocess.run([BN, "release", STEM], env=env, check=True, capture_output=True)
+    released = json.loads((root / "release" / STEM / f"{STEM}.ipynb").read_text())
+    honest = [
+        (name, json.dumps(submission(STEM, a)).encode()) for name, (a, _) in cohort(STEM).items()
+    ]
+    hostile = [
+        (c.student, build(c, released)[f"{STEM}.ipynb"])
+        for c in cases({"root": root, "repo": REPO, "port": 9})
+        if c.student in HOSTILE
+    ]
+    pool = [(name, data, False) for name, data in honest] + [(s, d, True) for s, d in hostile]
+    kinds = {}
+    for i in range(n):
+        name, data, is_hostile = pool[i % len(pool)]
+        student = f"s{i:03d}_{name}"[:60]
+        folder = root / "submitted" / student / STEM
+        folder.mkdir(parents=True)
+        (folder / f"{STEM}.ipynb").write_bytes(data)
+        kinds[student] = is_hostile
+    return kinds
+
+
+def timed(cmd, root: Path) -> float:
+    env = {**os.environ, "BNLAB_COURSE_ROOT": str(root)}
+    start = time.perf_counter()
+    subprocess.run(cmd, env=env, check=True, capture_output=True, cwd=REPO / "autograder")
+    return time.perf_counter() - start
+
+
+def floor(root: Path) -> float:
+    import nbformat
+    from nbclient import NotebookClient
+
+    start = time.perf_counter()
+    for path in sorted((root / "submitted").glob(f"*/{STEM}/{STEM}.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        NotebookClient(
+            nb,
+            timeout=120,
+            kernel_name="python3",
+            allow_errors=True,
+            resources={"metadata": {"path": str(path.parent)}},
+        ).execute()
+    return time.perf_counter() - start
+
+
+def stock_scores(root: Path) -> dict[str, float]:
+    from nbgrader.api import Gradebook
+
+    out = {}
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+        for sub in gb.assignment_submissions(STEM):
+            out[sub.student.id] = sub.score
+    return out
+
+
+def ledger_scores(root: Path) -> dict[str, float | None]:
+    from bnlab import ledger
+
+    gb = ledger.open_gradebook(f"sqlite:///{root / 'gradebook.db'}")
+    try:
+        return {r["student"]: r["score"] for r in ledger.rows(gb, STEM)}
+    finally:
+        gb.close()
+
+
+def breakdown(root: Path) -> dict[str, float]:
+    """Median cost of the parts of one submission's grading, measured in this process."""
+    from bnlab import grader, ledger, sandbox
+
+    master, released = grader.load_master(root, STEM)
+    folder = next((root / "submitted").glob(f"*solution/{STEM}"))
+    parts: dict[str, list[float]] = {
+        "sandbox start (bwrap + python, empty)": [],
+        "sandbox run (whole notebook)": [],
+        "judge (trusted, frameworks warm)": [],
+        "gradebook write (one transaction)": [],
+    }
+    grader.grade_submission(folder, "warm", STEM, master, released)  # imports, once
+    with tempfile.TemporaryDirectory() as tmp:
+        job, out = Path(tmp) / "job", Path(tmp) / "out"
+        job.mkdir()
+        out.mkdir()
+        for _ in range(5):
+            o = sandbox.run(job, out, [sys.executable, "-c", "pass"], sandbox.Limits(), True)
+            parts["sandbox start (bwrap + python, empty)"].append(o.wall_s)
+    gb = ledger.open_gradebook(f"sqlite:///{root / 'gradebook.db'}")
+    try:
+        for i in range(5):
+            r = grader.grade_submission(folder, f"bench{i}", STEM, master, released)
+            parts["sandbox run (whole notebook)"].append(r.timings["sandbox"])
+            parts["judge (trusted, frameworks warm)"].append(
+                r.timings["total"] - r.timings["sandbox"]
+            )
+            start = time.perf_counter()
+            ledger.record(gb, r)
+            parts["gradebook write (one transaction)"].append(time.perf_counter() - start)
+    finally:
+        gb.close()
+    return {k: statistics.median(v) for k, v in parts.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=40)
+    args = parser.parse_args()
+    base = Path(tempfile.mkdtemp(prefix="bnlab-bench-grading-"))
+    try:
+        roots = {k: base / k for k in ("floor", "stock", "w1", "w2")}
+        kinds = {}
+        for root in roots.values():
+            kinds = make_root(root, args.n)
+        t = {}
+        t["floor"] = floor(roots["floor"])
+        t["stock"] = timed([NBGRADER, "autograde", STEM, "--force"], roots["stock"])
+        t["w1"] = timed(
+            [BN, "grade", STEM, "--workers", "1", "--no-feedback", "--no-progress"], roots["w1"]
+        )
+        t["w2"] = timed(
+            [BN, "grade", STEM, "--workers", "2", "--no-feedback", "--no-progress"], roots["w2"]
+        )
+        stock, w1, w2 = (
+            stock_scores(roots["stock"]),
+            ledger_scores(roots["w1"]),
+            ledger_scores(roots["w2"]),
+        )
+        honest = [s for s, h in kinds.items() if not h]
+        same_as_stock = sum(w1[s] == stock.get(s) for s in honest)
+        workers_agree = w1 == w2
+        hostile_stock_gain = sum((stock.get(s) or 0) > (w1[s] or 0) for s, h in kinds.items() if h)
+        parts = breakdown(roots["w1"])
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    n = args.n
+    lines = [
+        "",
+        f"## Grading a cohort — {datetime.date.today().isoformat()}",
+        "",
+        f"Machine: {machine()}. {n} submissions of {STEM} ({sum(kinds.values())} hostile), "
+        "one run, side by side (`bench/bench_grading.py`).",
+        "",
+        "| grader | wall (s) | per submission (s) | vs floor | vs stock |",
+        "|---|---|---|---|---|",
+    ]
+    labels = {
+        "floor": "floor: nbclient execution, no grading",
+        "stock": "stock `nbgrader autograde` (serial)",
+        "w1": "`bn-course grade --workers 1` (sandboxed)",
+        "w2": "`bn-course grade --workers 2` (Dask, sandboxed)",
+    }
+    for k, label in labels.items():
+        lines.append(
+            f"| {label} | {t[k]:.1f} | {t[k] / n:.2f} | {t[k] / t['floor']:.2f}x "
+            f"| {t['stock'] / t[k]:.1f}x faster |"
+        )
+    lines += [
+        "",
+        f"- 2 workers vs 1: {t['w1'] / t['w2']:.2f}x faster.",
+        f"- Scores equal to stock nbgrader on {same_as_stock} of {len(honest)} non-hostile "
+        f"submissions; stock nbgrader gave a hostile submission more than this grader "
+        f"{hostile_stock_gain} time(s) of {n - len(honest)}.",
+        f"- 2-worker grades identical to 1-worker grades: {workers_agree}.",
+        "",
+        "Where one submission's time goes (median of 5, this process, frameworks imported):",
+        "",
+        "| part | seconds |",
+        "|---|---|",
+        *[f"| {k} | {v:.3f} |" for k, v in parts.items()],
+        "",
+    ]
+    with (REPO / "bench" / "RESULTS.md").open("a") as f:
+        f.write("\n".join(lines))
+    print("\n".join(lines))
+    assert same_as_stock == len(honest), "scores differ from stock nbgrader"
+    assert workers_agree, "2-worker grades differ from 1-worker grades"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,190 @@
+"""Grading a cohort: one worker vs two, a running Dask cluster, kill -9 and resume, PostgreSQL,
+LMS zip downloads, and the instructor's report. All through `bn-course grade`.
+
+The cohort is the 02_forward_pass corpus (valid variants and named mistakes) plus the solution
+and an untouched notebook; the grades of a one-worker run are the reference for the others.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+from corpus_tools import cohort, submission
+from pgserver import pg_url  # noqa: F401 - a fixture
+
+from bnlab import ledger
+from conftest import BN_COURSE, REPO, run_course
+
+STEM = "02_forward_pass"
+
+
+def make_cohort(root: Path, db: str | None = None) -> list[str]:
+    env = {"BNLAB_COURSE_ROOT": str(root)}
+    run_course("release", STEM, *(["--db", db] if db else []), env=env)
+    students = []
+    for student, (answers, _) in cohort(STEM).items():
+        folder = root / "submitted" / student / STEM
+        folder.mkdir(parents=True)
+        (folder / f"{STEM}.ipynb").write_text(json.dumps(submission(STEM, answers)))
+        students.append(student)
+    return students
+
+
+def graded(root: Path, db: str | None = None) -> dict[str, tuple]:
+    """student -> (status, reason, score, {cell: (score, diagnoses)}), from the ledger."""
+    gb = ledger.open_gradebook(db or f"sqlite:///{root / 'gradebook.db'}")
+    try:
+        rows = ledger.rows(gb, STEM)
+    finally:
+        gb.close()
+    out = {}
+    for r in rows:
+        cells = json.loads(r["summary"])["cells"]
+        out[r["student"]] = (
+            r["status"],
+            r["reason"],
+            r["score"],
+            {k: (c["score"], tuple(c["diagnoses"])) for k, c in cells.items()},
+        )
+    return out
+
+
+def grade(root: Path, *args: str, db: str | None = None):
+    env = {"BNLAB_COURSE_ROOT": str(root)}
+    return run_course(
+        "grade", STEM, "--no-progress", *(["--db", db] if db else []), *args, env=env
+    )
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    root = tmp_path_factory.mktemp("one-worker")
+    students = make_cohort(root)
+    grade(root, "--workers", "1")
+    return root, students, graded(root)
+
+
+def test_one_worker_grades_everyone(reference):
+    root, students, rows = reference
+    assert sorted(rows) == sorted(students)
+    assert rows["solution"][2] == 11.0 and rows["blank"][2] == 0.0
+    assert rows["wrong_unbiased_variance"][2] < 11.0
+
+
+def test_two_workers_equal_one(reference, tmp_path):
+    root = tmp_path / "course"
+    make_cohort(root)
+    grade(root, "--workers", "2", "--no-feedback")
+    assert graded(root) == reference[2]
+
+
+def test_a_running_dask_cluster_via_scheduler(reference, tmp_path):
+    from distributed import LocalCluster
+
+    root = tmp_path / "course"
+    make_cohort(root)
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        proc = grade(root, "--scheduler", cluster.scheduler_address, "--no-feedback")
+    assert f"graded {len(reference[1])}," in proc.stdout
+    assert graded(root) == reference[2]
+
+
+def _ledger_count(db: Path) -> int:
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as con:
+            return con.execute("SELECT count(*) FROM bnlab_ledger").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def test_kill_9_mid_batch_then_resume(reference, tmp_path):
+    root = tmp_path / "course"
+    students = make_cohort(root)
+    db = root / "gradebook.db"
+    env = {**os.environ, "BNLAB_COURSE_ROOT": str(root)}
+    proc = subprocess.Popen(
+        [BN_COURSE, "grade", STEM, "--workers", "1", "--no-feedback", "--no-progress"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 300
+    while _ledger_count(db) < 4 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = _ledger_count(db)
+    assert 4 <= done < len(students), "the kill did not land mid-batch"
+
+    # What the killed run left is consistent: a ledger row exactly where grades are complete.
+    from nbgrader.api import Gradebook, MissingEntry
+
+    partial = graded(root)
+    with Gradebook(f"sqlite:///{db}") as gb:
+        for student in students:
+            try:
+                nb = gb.find_submission_notebook(STEM, STEM, student)
+                scores = [g.auto_score for g in nb.grades]
+            except MissingEntry:
+                scores = []
+            if student in partial:
+                assert None not in scores and sum(scores) == partial[student][2], student
+            else:
+                assert all(s is None for s in scores), student
+
+    rerun = grade(root, "--workers", "1", "--no-feedback")
+    assert f"unchanged {done}," in rerun.stdout
+    assert f"graded {len(students) - done}," in rerun.stdout
+    assert graded(root) == reference[2]
+
+
+def test_postgres_gradebook(reference, tmp_path, pg_url, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("PATH", f"{Path(os.sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    root = tmp_path / "course"
+    make_cohort(root, db=pg_url)
+    assert not (root / "gradebook.db").exists()
+    grade(root, "--workers", "2", db=pg_url)  # feedback too: nbgrader reads the same server
+    assert graded(root, db=pg_url) == reference[2]
+    assert (root / "feedback" / "solution" / STEM / f"{STEM}.html").is_file()
+    from nbgrader.api import Gradebook
+    from sqlalchemy import text
+
+    with Gradebook(pg_url) as gb:
+        assert "PostgreSQL" in gb.db.execute(text("select version()")).scalar()
+        assert gb.find_submission(STEM, "solution").score == 11.0
+
+
+def test_lms_zip_downloads(tmp_path):
+    root = tmp_path / "course"
+    env = {"BNLAB_COURSE_ROOT": str(root)}
+    run_course("release", STEM, env=env)
+    archive = tmp_path / "downloads.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr(f"ada_{STEM}.ipynb", json.dumps(submission(STEM, {})))
+        z.writestr(f"bob_{STEM}.ipynb", json.dumps(submission(STEM, None)))
+    run_course("grade", STEM, "--zip", str(archive), "--workers", "1", "--no-progress", env=env)
+    rows = graded(root)
+    assert rows["ada"][2] == 11.0 and rows["bob"][2] == 0.0
+
+
+def test_report_and_feedback(reference):
+    root, students, rows = reference
+    html = (root / "reports" / f"{STEM}-report.html").read_text(encoding="utf-8")
+    assert "<svg" in html and "unbiased variance" in html
+    for student in students:
+        assert (root / "feedback" / student / STEM / f"{STEM}.html").is_file(), student
+    lines = (root / "reports" / f"{STEM}-grades.csv").read_text().splitlines()
+    assert lines[0] == "student,assignment,score,max_score,status"
+    assert len(lines) == len(students) + 1
