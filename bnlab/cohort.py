@@ -18,6 +18,7 @@ Outputs, under the course root: autograded/ (nbgrader's layout), the gradebook, 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -26,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bnlab import grader, ledger, sandbox
+from bnlab import grader, ledger, refcache, sandbox
 
 
 @dataclass
@@ -38,10 +39,13 @@ class Task:
     released: dict
     limits: sandbox.Limits
     use_sandbox: bool
+    reference_cache: str | None = None
 
 
 def grade_task(task: Task) -> grader.SubmissionResult:
     """What a worker runs: grade one submission (the worker is trusted grader code)."""
+    if task.reference_cache and Path(task.reference_cache).is_dir():
+        os.environ[refcache.ENV] = task.reference_cache  # a shared folder, on a cluster
     return grader.grade_submission(
         Path(task.folder),
         task.student,
@@ -51,15 +55,6 @@ def grade_task(task: Task) -> grader.SubmissionResult:
         task.limits,
         task.use_sandbox,
     )
-
-
-def warm_up() -> str:
-    """Import the reference frameworks once per worker, before the first submission."""
-    from bnlab.frameworks import import_keras, import_torch
-
-    import_torch()
-    import_keras()
-    return "ready"
 
 
 @dataclass
@@ -107,6 +102,7 @@ def grade_cohort(
             "learner code running under your own account"
         )
     master, released = grader.load_master(root, assignment)
+    cache = prime(root, assignment, master)
     limits = limits or sandbox.Limits()
     db_url = db_url or default_db(root)
     gb = ledger.open_gradebook(db_url)
@@ -120,7 +116,16 @@ def grade_cohort(
                 summary.skipped += 1
             else:
                 todo.append(
-                    Task(str(folder), student, assignment, master, released, limits, use_sandbox)
+                    Task(
+                        str(folder),
+                        student,
+                        assignment,
+                        master,
+                        released,
+                        limits,
+                        use_sandbox,
+                        str(cache),
+                    )
                 )
         folders = {t.student: Path(t.folder) for t in todo}
         for item in _run(todo, workers, scheduler, progress, stop_after):
@@ -164,16 +169,18 @@ def _run(todo: list[Task], workers, scheduler, progress: bool, stop_after):
 
         cluster = None
         if scheduler is None:
+            # Each submission's heavy, untrusted part already runs in its own sandboxed
+            # process, so local workers are threads of this process: they start at once and
+            # share the frameworks (and the reference cache) imported here.
             cluster = LocalCluster(
                 n_workers=workers or os.cpu_count() or 1,
                 threads_per_worker=1,
-                processes=True,
+                processes=False,
                 dashboard_address=None,
                 silence_logs=40,
             )
         client = Client(scheduler or cluster)
         try:
-            client.run(warm_up)
             futures = {client.submit(grade_task, t, pure=False): t for t in todo}
             for n, future in enumerate(as_completed(futures)):
                 if stop_after is not None and n >= stop_after:
@@ -190,6 +197,47 @@ def _run(todo: list[Task], workers, scheduler, progress: bool, stop_after):
                 cluster.close()
     finally:
         bar.close()
+
+
+def prime(root: Path, assignment: str, master: dict) -> Path:
+    """Fill the reference cache of an assignment by judging the instructor's own solution (in
+    this process: it is trusted code), once per grader version; return the cache folder."""
+    cache = root / ".cache" / "references"
+    os.environ[refcache.ENV] = str(cache)
+    marker = cache / f"primed-{assignment}-{grader.grader_version()}"
+    if marker.exists():
+        return cache
+    from bnlab.checks import CHECKS
+
+    namespace: dict = {"__name__": "__main__"}
+    failing: list[str] = []
+    cells = [c for c in master["cells"] if c.get("cell_type") == "code"]
+    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+        for cell in cells:
+            nbg = cell.get("metadata", {}).get("nbgrader", {})
+            if nbg.get("solution") or (nbg.get("locked") and not nbg.get("grade")):
+                exec(compile(grader._source(cell), f"<{assignment} solution>", "exec"), namespace)
+        for cell in cells:
+            nbg = cell.get("metadata", {}).get("nbgrader", {})
+            if nbg.get("grade") and not nbg.get("solution"):
+                for item in grader.plan_test_cell(grader._source(cell)):
+                    spec = CHECKS[item["check"]]
+                    learner = [namespace[n] for n in item["names"]]
+                    cases = spec.module.cases(spec.prop, item["seed"])
+                    verdict = spec.module.judge(
+                        spec.prop, cases, spec.module.probe(*learner, cases), spec.what
+                    )
+                    if not verdict.passed:
+                        failing.append(f"{item['check']} (seed {item['seed']})")
+    if failing:
+        print(
+            f"bn-course: warning: the instructor's solution of {assignment} fails "
+            f"{', '.join(failing)}: check the solution or the tests",
+            file=sys.stderr,
+        )
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.touch()
+    return cache
 
 
 def _bar(total: int, enabled: bool):

@@ -112,6 +112,9 @@ def release(stem: str, root: Path, db_url: str | None = None) -> None:
     write_sources(root, [stem])
     db = [f"--CourseDirectory.db_url={db_url}"] if db_url else []
     nbgrader("generate_assignment", stem, "--force", *db, root=root)
+    from bnlab import cohort, grader
+
+    cohort.prime(root, stem, grader.load_master(root, stem)[0])  # references, once
     nbgrader("release_assignment", stem, "--force", root=root)
 
 

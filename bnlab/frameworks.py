@@ -11,10 +11,14 @@ import contextlib
 import os
 import sys
 import tempfile
+import threading
 
 # Must be set before TensorFlow is imported anywhere in the process.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+# fd 2 is shared by the whole process: grading threads take turns (re-entrant for nesting).
+_STDERR_LOCK = threading.RLock()
 
 
 @contextlib.contextmanager
@@ -23,6 +27,12 @@ def quiet_stderr():
 
     If the block raises, what was written is replayed so that the error keeps its context.
     """
+    with _STDERR_LOCK, _silenced():
+        yield
+
+
+@contextlib.contextmanager
+def _silenced():
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile(mode="w+b") as sink:

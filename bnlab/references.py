@@ -9,8 +9,10 @@ from __future__ import annotations
 import numpy as np
 
 from bnlab.frameworks import import_keras, import_torch, quiet_stderr
+from bnlab.refcache import cached
 
 
+@cached
 def torch_batchnorm_train(x, gamma, beta, eps=1e-5):
     """Training-mode BN of ``x`` (N, D) or (N, C, H, W) by ``torch.nn.functional.batch_norm``."""
     torch = import_torch()
@@ -27,6 +29,7 @@ def torch_batchnorm_train(x, gamma, beta, eps=1e-5):
     return out.numpy()
 
 
+@cached
 def torch_batchnorm1d_train(x, gamma, beta, eps=1e-5):
     """The same through the module ``torch.nn.BatchNorm1d`` in train mode."""
     torch = import_torch()
@@ -40,6 +43,7 @@ def torch_batchnorm1d_train(x, gamma, beta, eps=1e-5):
         return layer(torch.as_tensor(x)).numpy()
 
 
+@cached
 def keras_batchnorm_train(x, gamma, beta, eps=1e-3, axis=-1):
     """Training-mode BN by ``keras.layers.BatchNormalization`` (epsilon set explicitly)."""
     keras = import_keras()

@@ -18,12 +18,13 @@ bubblewrap creates a user namespace instead (the code runs as the instructor's o
 
 from __future__ import annotations
 
+import itertools
 import os
-import resource
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,10 +35,17 @@ NOBODY = 65534
 UID_BASE = 100_000  # as root, each grading process gives its sandboxes their own uid
 
 
+_slots = itertools.count()
+_slots_lock = threading.Lock()
+
+
 def sandbox_uid() -> int:
-    """A uid no account uses, distinct for each concurrent grading process (pids are unique),
-    so that one submission's fork bomb cannot use up another's process allowance."""
-    return UID_BASE + os.getpid()
+    """A uid no account uses, distinct for each concurrent sandbox (the grading process's pid
+    and a slot within it), so that one submission's fork bomb cannot use up another's
+    process allowance."""
+    with _slots_lock:
+        slot = next(_slots) % 100
+    return UID_BASE + (os.getpid() % 1_000_000) * 100 + slot
 
 
 TMP_BYTES = 256 * 2**20  # the sandbox's /tmp is a tmpfs of this size
@@ -105,7 +113,7 @@ def _mkdirs(path: Path) -> list[str]:
 
 
 def command(
-    job: Path, out: Path, argv: list[str], hide_frameworks: bool, privileged: bool
+    job: Path, out: Path, argv: list[str], hide_frameworks: bool, privileged: bool, uid: int
 ) -> list[str]:
     bwrap = bwrap_path()
     if not bwrap:
@@ -169,8 +177,8 @@ def command(
         setpriv = shutil.which("setpriv") or "/usr/bin/setpriv"
         args += [
             setpriv,
-            f"--reuid={sandbox_uid()}",
-            f"--regid={sandbox_uid()}",
+            f"--reuid={uid}",
+            f"--regid={uid}",
             "--clear-groups",
             "--inh-caps=-all",
             "--bounding-set=-all",
@@ -180,17 +188,19 @@ def command(
     return args + argv
 
 
-def _limit(limits: Limits, privileged: bool):
-    def apply():
-        os.setsid()
-        resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_s, limits.cpu_s + 5))
-        resource.setrlimit(resource.RLIMIT_DATA, (limits.memory_bytes, limits.memory_bytes))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_bytes, limits.file_bytes))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        if privileged:  # counted for this process's sandbox uid, which nothing else uses
-            resource.setrlimit(resource.RLIMIT_NPROC, (limits.processes, limits.processes))
-
-    return apply
+def _prlimit(limits: Limits, privileged: bool) -> list[str]:
+    """Resource limits, set by util-linux `prlimit` on the process it then executes (no
+    preexec_fn: grading threads may run several sandboxes at once)."""
+    args = [
+        shutil.which("prlimit") or "/usr/bin/prlimit",
+        f"--cpu={limits.cpu_s}:{limits.cpu_s + 5}",
+        f"--data={limits.memory_bytes}",
+        f"--fsize={limits.file_bytes}",
+        "--core=0",
+    ]
+    if privileged:  # counted for this sandbox's own uid, which nothing else uses
+        args.append(f"--nproc={limits.processes}")
+    return [*args, "--"]
 
 
 def run(
@@ -207,9 +217,10 @@ def run(
     out.chmod(0o777)
     job.chmod(0o755)
     if sandbox:
-        cmd = command(job, out, argv, hide_frameworks, privileged)
+        cmd = command(job, out, argv, hide_frameworks, privileged, sandbox_uid())
     else:  # --unsafe-no-sandbox: same runner, same limits, no isolation
         cmd = [{"/job": str(job), "/out": str(out)}.get(a, a) for a in argv]
+    cmd = _prlimit(limits, privileged and sandbox) + cmd
     stdout_path, stderr_path = out / ".stdout", out / ".stderr"
     start = time.monotonic()
     with (
@@ -217,8 +228,10 @@ def run(
         open(stdout_path, "wb") as so,
         open(stderr_path, "wb") as se,
     ):
+        # Unsandboxed, the child inherits the environment, minus the grader's own cache.
+        env = {k: v for k, v in os.environ.items() if k != "BNLAB_REFERENCE_CACHE"}
         proc = subprocess.Popen(
-            cmd, stdin=stdin, stdout=so, stderr=se, preexec_fn=_limit(limits, privileged)
+            cmd, stdin=stdin, stdout=so, stderr=se, start_new_session=True, env=env
         )
         timed_out = False
         try:

@@ -182,7 +182,7 @@ def test_lms_zip_downloads(tmp_path):
 def test_report_and_feedback(reference):
     root, students, rows = reference
     html = (root / "reports" / f"{STEM}-report.html").read_text(encoding="utf-8")
-    assert "<svg" in html and "unbiased variance" in html
+    assert "<svg" in html and "re-teach" in html and "eps outside the square root" in html
     for student in students:
         assert (root / "feedback" / student / STEM / f"{STEM}.html").is_file(), student
     lines = (root / "reports" / f"{STEM}-grades.csv").read_text().splitlines()

@@ -24,6 +24,7 @@ from bnlab.harness import (
     error_verdict,
     framework_verdict,
 )
+from bnlab.refcache import cached
 
 
 @dataclass
@@ -92,6 +93,7 @@ def probe(forward_fn, backward_fn, case_list: list[Case]) -> Probe:
     return result
 
 
+@cached
 def _autograd(case: Case, detach: str = "") -> dict[str, np.ndarray]:
     """Gradients of BN by torch.autograd; `detach` names statistics treated as constants."""
     torch = import_torch()
@@ -129,6 +131,7 @@ def _atol(case: Case, want: np.ndarray) -> float:
     return 256 * u * np.sqrt(m) * (cond + 1) * (float(np.max(np.abs(want))) + 1.0)
 
 
+@cached
 def variants(case: Case, grad: str, ref: dict) -> dict[str, tuple[np.ndarray, str]]:
     found = {}
     const = {

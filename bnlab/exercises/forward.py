@@ -25,6 +25,7 @@ from bnlab.harness import (
     forward_atol,
     framework_verdict,
 )
+from bnlab.refcache import cached
 
 
 @dataclass
@@ -132,6 +133,7 @@ def _expand(v, ndim):
     return v if ndim == 2 else v.reshape(1, -1, 1, 1)
 
 
+@cached
 def variants(case: Case) -> dict[str, tuple[np.ndarray, str]]:
     """Outputs of the well-known mistakes on this case, built from framework functions."""
     torch = import_torch()
@@ -209,6 +211,7 @@ def variants(case: Case) -> dict[str, tuple[np.ndarray, str]]:
     return {k: (v.numpy(), advice) for k, (v, advice) in found.items()}
 
 
+@cached
 def reference(case: Case) -> np.ndarray:
     return references.torch_batchnorm_train(case.x, case.gamma, case.beta, case.eps)
 

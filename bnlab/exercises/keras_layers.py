@@ -18,6 +18,7 @@ from bnlab.harness import (
     framework_exercise_forbids,
     framework_verdict,
 )
+from bnlab.refcache import cached
 
 STEPS = 3
 ATOL, RTOL = 2e-5, 2e-5  # the layers compute in float32
@@ -204,6 +205,7 @@ def probe(learner, case_list) -> Probe:
     return pr
 
 
+@cached
 def reference(case: Case, prop: str, **override) -> dict:
     keras = import_keras()
     pr = Probe()

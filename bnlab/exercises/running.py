@@ -23,6 +23,7 @@ from bnlab.harness import (
     error_verdict,
     framework_verdict,
 )
+from bnlab.refcache import cached
 
 STEPS = 3
 
@@ -113,6 +114,7 @@ def probe(cls, case_list: list[Case]) -> Probe:
     return pr
 
 
+@cached
 def reference(case: Case, momentum: float | None = None) -> dict[str, np.ndarray]:
     """The same script on torch.nn.BatchNorm1d (float64)."""
     torch = import_torch()
@@ -149,6 +151,7 @@ def reference(case: Case, momentum: float | None = None) -> dict[str, np.ndarray
     return rec
 
 
+@cached
 def _replayed_var(case: Case, unbiased: bool, start: float) -> list[np.ndarray]:
     """Running variance replayed with a chosen estimator and start value (diagnoses only)."""
     torch = import_torch()

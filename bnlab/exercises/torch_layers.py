@@ -22,6 +22,7 @@ from bnlab.harness import (
     framework_exercise_forbids,
     framework_verdict,
 )
+from bnlab.refcache import cached
 
 STEPS = 3
 
@@ -237,6 +238,7 @@ def probe(*learner_and_cases):
     return probe_modules(learner[0], learner[1], case_list)
 
 
+@cached
 def reference(case: Case, **override) -> dict:
     torch = import_torch()
     pr = Probe()
@@ -281,6 +283,7 @@ def reference(case: Case, **override) -> dict:
     return pr.arrays
 
 
+@cached
 def _function_reference(case: Case):
     torch = import_torch()
     x = torch.tensor(case.batches[0], requires_grad=True)
@@ -479,6 +482,7 @@ def judge(prop, case_list, pr: Probe, what="your layer"):
     return Verdict(prop, True, messages[prop])
 
 
+@cached
 def _biased(case: Case, step: int):
     torch = import_torch()
     if not case.kwargs.get("track_running_stats", True):
