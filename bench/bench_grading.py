@@ -75,10 +75,11 @@ def make_root(root: Path, n: int) -> dict[str, bool]:
     return kinds
 
 
-def timed(cmd, root: Path) -> float:
+def timed(cmd, root: Path, check: bool = True) -> float:
+    """Wall time of a command (stock nbgrader exits 1 when it could not grade a student)."""
     env = {**os.environ, "BNLAB_COURSE_ROOT": str(root)}
     start = time.perf_counter()
-    subprocess.run(cmd, env=env, check=True, capture_output=True, cwd=REPO / "autograder")
+    subprocess.run(cmd, env=env, check=check, capture_output=True, cwd=REPO / "autograder")
     return time.perf_counter() - start
 
 
@@ -167,7 +168,7 @@ def main() -> None:
             kinds = make_root(root, args.n)
         t = {}
         t["floor"] = floor(roots["floor"])
-        t["stock"] = timed([NBGRADER, "autograde", STEM, "--force"], roots["stock"])
+        t["stock"] = timed([NBGRADER, "autograde", STEM, "--force"], roots["stock"], False)
         t["w1"] = timed(
             [BN, "grade", STEM, "--workers", "1", "--no-feedback", "--no-progress"], roots["w1"]
         )
@@ -183,6 +184,7 @@ def main() -> None:
         same_as_stock = sum(w1[s] == stock.get(s) for s in honest)
         workers_agree = w1 == w2
         hostile_stock_gain = sum((stock.get(s) or 0) > (w1[s] or 0) for s, h in kinds.items() if h)
+        stock_missing = sorted(s for s in kinds if s not in stock)
         parts = breakdown(roots["w1"])
     finally:
         shutil.rmtree(base, ignore_errors=True)
@@ -215,6 +217,8 @@ def main() -> None:
         f"submissions; stock nbgrader gave a hostile submission more than this grader "
         f"{hostile_stock_gain} time(s) of {n - len(honest)}.",
         f"- 2-worker grades identical to 1-worker grades: {workers_agree}.",
+        f"- Stock nbgrader left {len(stock_missing)} submission(s) without a grade "
+        f"({', '.join(stock_missing) or 'none'}).",
         "",
         "Where one submission's time goes (median of 5, this process, frameworks imported):",
         "",
