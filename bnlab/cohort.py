@@ -280,6 +280,9 @@ def write_report(root: Path, assignment: str, rows: list[dict], master: dict) ->
     results = []
     for r in rows:
         summary = json.loads(r["summary"])
+        for cell in summary.get("cells", {}).values():
+            # "exception" says the code raised, not which idea was missed: not a re-teach item
+            cell["diagnoses"] = [d for d in cell.get("diagnoses", []) if d != "exception"]
         if summary.get("status") == "not graded":
             summary["reason"] = f"not graded: {summary.get('reason', '')}"
         results.append(summary)

@@ -233,16 +233,23 @@ def run(
         proc = subprocess.Popen(
             cmd, stdin=stdin, stdout=so, stderr=se, start_new_session=True, env=env
         )
-        timed_out = False
-        try:
-            proc.wait(timeout=limits.wall_s)
-        except subprocess.TimeoutExpired:
-            timed_out = True
+        # A blocking wait with a timer (Popen.wait(timeout) polls, sleeping up to 50 ms).
+        expired = threading.Event()
+
+        def stop():
+            expired.set()
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+        timer = threading.Timer(limits.wall_s, stop)
+        timer.start()
+        try:
             proc.wait()
+        finally:
+            timer.cancel()
+        timed_out = expired.is_set()
     wall = time.monotonic() - start
 
     def tail(path: Path) -> str:
