@@ -39,6 +39,7 @@ class Task:
     released: dict
     limits: sandbox.Limits
     use_sandbox: bool
+    digest: str
     reference_cache: str | None = None
 
 
@@ -54,6 +55,7 @@ def grade_task(task: Task) -> grader.SubmissionResult:
         task.released,
         task.limits,
         task.use_sandbox,
+        task.digest,
     )
 
 
@@ -91,7 +93,6 @@ def grade_cohort(
     limits: sandbox.Limits | None = None,
     progress: bool = True,
     feedback: bool = True,
-    stop_after: int | None = None,
 ) -> Summary:
     """Grade every submission of `assignment` that is not graded yet (or changed)."""
     start = time.perf_counter()
@@ -112,7 +113,8 @@ def grade_cohort(
         done = ledger.digests(gb, assignment)
         todo = []
         for student, folder in submissions(root, assignment):
-            if done.get(student) == grader.submission_digest(folder, assignment):
+            digest = grader.submission_digest(folder, assignment)
+            if done.get(student) == digest:
                 summary.skipped += 1
             else:
                 todo.append(
@@ -124,11 +126,12 @@ def grade_cohort(
                         released,
                         limits,
                         use_sandbox,
+                        digest,
                         str(cache),
                     )
                 )
         folders = {t.student: Path(t.folder) for t in todo}
-        for item in _run(todo, workers, scheduler, progress, stop_after):
+        for item in _run(todo, workers, scheduler, progress):
             if isinstance(item, str):
                 summary.failed.append(item)
                 continue
@@ -149,16 +152,14 @@ def grade_cohort(
     return summary
 
 
-def _run(todo: list[Task], workers, scheduler, progress: bool, stop_after):
+def _run(todo: list[Task], workers, scheduler, progress: bool):
     """Yield results (or 'student: error' strings) as they complete."""
     bar = _bar(len(todo), progress)
     try:
         if not todo:
             return
         if workers == 1 and scheduler is None:
-            for i, task in enumerate(todo):
-                if stop_after is not None and i >= stop_after:
-                    return
+            for task in todo:
                 try:
                     yield grade_task(task)
                 except Exception as err:  # noqa: BLE001 - a grader bug must not stop the cohort
@@ -182,9 +183,7 @@ def _run(todo: list[Task], workers, scheduler, progress: bool, stop_after):
         client = Client(scheduler or cluster)
         try:
             futures = {client.submit(grade_task, t, pure=False): t for t in todo}
-            for n, future in enumerate(as_completed(futures)):
-                if stop_after is not None and n >= stop_after:
-                    return
+            for future in as_completed(futures):
                 task = futures[future]
                 try:
                     yield future.result()
@@ -216,11 +215,12 @@ def prime(root: Path, assignment: str, master: dict) -> Path:
         for cell in cells:
             nbg = cell.get("metadata", {}).get("nbgrader", {})
             if nbg.get("solution") or (nbg.get("locked") and not nbg.get("grade")):
-                exec(compile(grader._source(cell), f"<{assignment} solution>", "exec"), namespace)
+                code = compile(grader.cell_source(cell), f"<{assignment} solution>", "exec")
+                exec(code, namespace)
         for cell in cells:
             nbg = cell.get("metadata", {}).get("nbgrader", {})
             if nbg.get("grade") and not nbg.get("solution"):
-                for item in grader.plan_test_cell(grader._source(cell)):
+                for item in grader.plan_test_cell(grader.cell_source(cell)):
                     spec = CHECKS[item["check"]]
                     learner = [namespace[n] for n in item["names"]]
                     cases = spec.module.cases(spec.prop, item["seed"])

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import functools
 import hashlib
 import json
 import shutil
@@ -34,8 +35,10 @@ NUMPY_MODULES = ("bnlab.exercises.forward", "bnlab.exercises.backward", "bnlab.e
 STUDENT_ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.@+-")
 
 
+@functools.cache
 def grader_version() -> str:
-    """A digest of the grading code: a change to any check invalidates earlier results."""
+    """A digest of the grading code: a change to any check invalidates earlier results.
+    Read once per process (it is part of every submission's digest)."""
     package = Path(__file__).resolve().parent
     h = hashlib.sha256()
     for path in sorted(package.rglob("*.py")):
@@ -139,7 +142,7 @@ def _nbg(cell) -> dict:
     return nbg if isinstance(nbg, dict) else {}
 
 
-def _source(cell) -> str:
+def cell_source(cell) -> str:
     src = cell.get("source", "")
     return "".join(src) if isinstance(src, list) else str(src)
 
@@ -154,14 +157,14 @@ def restore(learner: dict, master: dict) -> list[dict]:
             mine = trusted[grade_id]
             if _nbg(mine).get("solution") and not _nbg(mine).get("locked"):
                 new = copy.deepcopy(mine)
-                new["source"] = _source(cell)  # the learner's answer, with the course metadata
+                new["source"] = cell_source(cell)  # the learner's answer, with the course metadata
             else:
                 new = copy.deepcopy(mine)  # locked or test cell: the course's own version
         else:
             new = {
                 "cell_type": cell.get("cell_type", "code"),
                 "metadata": {},  # unknown nbgrader metadata never carries points
-                "source": _source(cell),
+                "source": cell_source(cell),
             }
             if new["cell_type"] not in ("code", "markdown", "raw"):
                 new["cell_type"] = "raw"
@@ -184,13 +187,13 @@ def build_job(cells: list[dict]) -> dict:
             continue
         nbg = _nbg(cell)
         if nbg.get("grade") and not nbg.get("solution"):
-            items = plan_test_cell(_source(cell))
+            items = plan_test_cell(cell_source(cell))
             for k, item in enumerate(items):
                 item["key"] = f"{index}-{k}"
                 numpy_only &= CHECKS[item["check"]].module.__name__ in NUMPY_MODULES
             job_cells.append({"index": index, "kind": "test", "probes": items})
         else:
-            job_cells.append({"index": index, "kind": "code", "source": _source(cell)})
+            job_cells.append({"index": index, "kind": "code", "source": cell_source(cell)})
     return {"cells": job_cells, "numpy_exercise": numpy_only}
 
 
@@ -216,14 +219,15 @@ def judge_cell(cell: dict, job_cell: dict, out: Path, stopped: str | None) -> Ce
         if not (folder / "arrays.npz").is_file():
             why = stopped or "the notebook never reached this test (see the cells above)"
             verdicts.append(Verdict(spec.prop, False, f"Not run: {why}."))
-            if stopped:
+            if stopped and stopped not in result.reasons:
                 result.reasons.append(stopped)
             continue
         try:
             probe = Probe.load(folder)
         except Exception:  # noqa: BLE001 - anything from the sandbox may be malformed
             verdicts.append(Verdict(spec.prop, False, "The grader could not read this result."))
-            result.reasons.append("unreadable result")
+            if "unreadable result" not in result.reasons:
+                result.reasons.append("unreadable result")
             continue
         cases = spec.module.cases(spec.prop, item["seed"])
         try:
@@ -286,10 +290,12 @@ def grade_submission(
     released: dict,
     limits: sandbox.Limits | None = None,
     use_sandbox: bool = True,
+    digest: str | None = None,
 ) -> SubmissionResult:
-    """Grade submitted/STUDENT/ASSIGNMENT/ (never raises for anything in the submission)."""
+    """Grade submitted/STUDENT/ASSIGNMENT/ (never raises for anything in the submission).
+    `digest`: the submission's digest when the caller has computed it already."""
     limits = limits or sandbox.Limits()
-    digest = submission_digest(folder, assignment)
+    digest = digest or submission_digest(folder, assignment)
     start = time.perf_counter()
     if not student or not set(student) <= STUDENT_ID_CHARS:
         return not_graded(
