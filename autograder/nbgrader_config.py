@@ -29,8 +29,9 @@ c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 # Learner notebooks carry no outputs; generated notebooks are validated before release.
 c.GenerateAssignment.create_assignment = True
 
-# Framework imports in test cells are silenced by bnlab.frameworks; this pattern is a second line
-# of defence against TensorFlow / absl log lines, which would otherwise score a correct cell 0.
+# Framework imports in test cells are silenced by bnlab.core.frameworks; this pattern is a
+# second line of defence against TensorFlow / absl log lines, which would otherwise score a
+# correct cell 0.
 c.IgnorePattern.enabled = True
 c.IgnorePattern.pattern = (
     r"(?m)^(?:[IWE]\d{4} \d\d:\d\d|WARNING: All log messages before absl"

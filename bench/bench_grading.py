@@ -111,7 +111,7 @@ def stock_scores(root: Path) -> dict[str, float]:
 
 
 def ledger_scores(root: Path) -> dict[str, float | None]:
-    from bnlab import ledger
+    from bnlab.grading import ledger
 
     gb = ledger.open_gradebook(f"sqlite:///{root / 'gradebook.db'}")
     try:
@@ -122,7 +122,7 @@ def ledger_scores(root: Path) -> dict[str, float | None]:
 
 def breakdown(root: Path) -> dict[str, float]:
     """Median cost of the parts of one submission's grading, measured in this process."""
-    from bnlab import grader, ledger, sandbox
+    from bnlab.grading import grader, ledger, sandbox
 
     master, released = grader.load_master(root, STEM)
     folder = next((root / "submitted").glob(f"*solution/{STEM}"))

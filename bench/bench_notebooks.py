@@ -17,7 +17,7 @@ import nbformat
 from bench_book import REPO, machine
 from nbclient import NotebookClient
 
-from bnlab.course import source_notebook, stems
+from bnlab.core.course import source_notebook, stems
 
 
 def run(nb) -> float:

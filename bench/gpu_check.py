@@ -20,8 +20,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bnlab.course import source_notebook  # noqa: E402
-from bnlab.frameworks import import_torch  # noqa: E402
+from bnlab.core.course import source_notebook  # noqa: E402
+from bnlab.core.frameworks import import_torch  # noqa: E402
 
 
 def solution_layers():

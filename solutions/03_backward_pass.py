@@ -23,7 +23,7 @@
 import numpy as np
 
 from bnlab import checks
-from bnlab.gradcheck import numerical_gradient, rel_error
+from bnlab.checks.gradcheck import numerical_gradient, rel_error
 
 
 # %% nbgrader={"grade": false, "grade_id": "batchnorm_forward", "locked": false, "schema_version": 3, "solution": true, "task": false}

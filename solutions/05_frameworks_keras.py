@@ -22,7 +22,7 @@
 import numpy as np
 
 from bnlab import checks
-from bnlab.frameworks import import_keras
+from bnlab.core.frameworks import import_keras
 
 keras = import_keras()  # Keras 3 on TensorFlow, imported without TensorFlow's log noise
 import tensorflow as tf  # noqa: E402
@@ -173,7 +173,7 @@ checks.check("keras.custom_gradient", batchnorm_custom_gradient, seed=56)
 # and without normalization.
 
 # %%
-from bnlab.data import load_digits  # noqa: E402
+from bnlab.book.data import load_digits  # noqa: E402
 
 data = load_digits(images=False)
 curves = {}

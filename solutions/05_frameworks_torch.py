@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from bnlab import checks
-from bnlab.frameworks import torch_device
+from bnlab.core.frameworks import torch_device
 
 device = torch_device()
 print("device:", device)
@@ -205,8 +205,8 @@ checks.check("torch.state_dict", BatchNorm1d, BatchNorm2d, seed=45)
 # lie on top of PyTorch's.
 
 # %%
-from bnlab.data import load_digits  # noqa: E402
-from bnlab.training import digits_cnn, train_classifier  # noqa: E402
+from bnlab.book.data import load_digits  # noqa: E402
+from bnlab.book.training import digits_cnn, train_classifier  # noqa: E402
 
 data = load_digits()
 curves = {}

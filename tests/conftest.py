@@ -15,7 +15,7 @@ BN_COURSE = str(Path(sys.executable).parent / "bn-course")
 
 def solution_code(stem: str, cell_id: str) -> str:
     """The source of an answer cell, solution included, as the instructor wrote it."""
-    from bnlab.course import source_notebook
+    from bnlab.core.course import source_notebook
 
     cell = next(c for c in source_notebook(stem).cells if c["id"] == cell_id)
     return cell.source
@@ -41,3 +41,13 @@ def learner_book() -> Path:
     html = REPO / "_build" / "html"
     assert (html / "index.html").is_file()
     return html
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The count of generated valid programs per exercise (tests/test_variants.py)."""
+    summary = sys.modules.get("test_variants")
+    lines = getattr(summary, "SUMMARY", {}) if summary else {}
+    if lines:
+        terminalreporter.section("generated valid programs")
+        for line in lines.values():
+            terminalreporter.write_line(line)

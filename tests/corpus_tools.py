@@ -7,8 +7,8 @@ import json
 import re
 from pathlib import Path
 
-from bnlab.course import NOTEBOOKS, source_notebook
-from bnlab.harness import Failure
+from bnlab.checks.harness import Failure
+from bnlab.core.course import NOTEBOOKS, source_notebook
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
 

@@ -14,7 +14,7 @@ from urllib.parse import urlparse
 import pytest
 from bs4 import BeautifulSoup
 
-from bnlab import course
+from bnlab.core import course
 from conftest import REPO
 
 BOOK_SOURCES = sorted((REPO / "book").glob("*.md"))

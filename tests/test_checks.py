@@ -9,8 +9,9 @@ import sys
 import numpy as np
 import pytest
 
-from bnlab import checks, references
-from bnlab.harness import Failure, FrameworkGuard, Probe, call_learner, forward_atol
+from bnlab import checks
+from bnlab.checks import references
+from bnlab.checks.harness import Failure, FrameworkGuard, Probe, call_learner, forward_atol
 
 
 def test_torch_and_keras_references_agree():
@@ -91,7 +92,7 @@ def test_keras_reference_writes_nothing_to_stderr():
     a plain TensorFlow import in the same environment is noisy."""
     raw = "import tensorflow as tf; tf.ones((2, 3)) + 1"
     quiet = (
-        "import numpy as np; from bnlab import references; "
+        "import numpy as np; from bnlab.checks import references; "
         "references.keras_batchnorm_train(np.arange(6.0).reshape(3, 2), np.ones(2), np.zeros(2))"
     )
     assert _stderr_of(raw) != ""

@@ -20,7 +20,7 @@ import pytest
 from corpus_tools import cohort, submission
 from pgserver import pg_url  # noqa: F401 - a fixture
 
-from bnlab import ledger
+from bnlab.grading import ledger
 from conftest import BN_COURSE, REPO, run_course
 
 STEM = "02_forward_pass"

@@ -6,7 +6,7 @@ import pytest
 from corpus_tools import corpus_files, grade_in_process, read_submission
 
 from bnlab import checks
-from bnlab.course import stems
+from bnlab.core.course import stems
 
 
 @pytest.mark.parametrize("stem", stems())

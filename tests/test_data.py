@@ -1,4 +1,5 @@
-"""bnlab.data: sklearn's digits, and MNIST-style IDX files made here (nothing is downloaded)."""
+"""bnlab.book.data: sklearn's digits, and MNIST-style IDX files made here (nothing is
+downloaded)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import struct
 import numpy as np
 import pytest
 
-from bnlab import data
+from bnlab.book import data
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int16, np.int32, np.float32, np.float64])

@@ -22,7 +22,7 @@ import pytest
 from bs4 import BeautifulSoup
 from corpus_tools import cohort, submission
 
-from bnlab.course import source_notebook, stems
+from bnlab.core.course import source_notebook, stems
 from conftest import run_course
 
 EXCHANGE_STUDENT = getpass.getuser()  # this machine's user submits through the exchange
@@ -147,7 +147,7 @@ def test_feedback_never_shows_hidden_tests(course, stem):
 def sandboxed(course, tmp_path_factory):
     """The same submissions graded again by the sandboxed grader (`bn-course grade`), in a
     copy of the course root: student -> ledger row, per assignment."""
-    from bnlab import ledger
+    from bnlab.grading import ledger
 
     root = tmp_path_factory.mktemp("sandboxed") / "course"
     shutil.copytree(course[0], root)

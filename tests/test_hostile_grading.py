@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from adversarial_cases import MAX, STEM, Case, build, cases, solution
 
-from bnlab import ledger
+from bnlab.grading import ledger
 from conftest import REPO, run_course
 
 pytestmark = pytest.mark.skipif(

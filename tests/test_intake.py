@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from bnlab import intake
+from bnlab.grading import intake
 from conftest import REPO, run_course, solution_code
 
 STEM = "02_forward_pass"

@@ -7,7 +7,8 @@ import shutil
 
 import pytest
 
-from bnlab import course
+from bnlab.core import course
+from bnlab.grading import workflow
 from conftest import REPO
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
@@ -18,15 +19,15 @@ def test_every_solution_has_a_learner_notebook():
 
 
 def test_notebooks_are_in_sync_with_solutions(monkeypatch, tmp_path, capsys):
-    assert course.check_notebooks() == 0
+    assert workflow.check_notebooks() == 0
     # The same check on a hand-edited copy must fail and say which file and what to do.
     edited = tmp_path / "notebooks"
     shutil.copytree(REPO / "notebooks", edited)
     nb = json.loads(NOTEBOOKS[0].read_text())
     nb["cells"][0]["source"] = "edited by hand"
     (edited / NOTEBOOKS[0].name).write_text(json.dumps(nb, indent=1) + "\n")
-    monkeypatch.setattr(course, "NOTEBOOKS", edited)
-    assert course.check_notebooks() == 1
+    monkeypatch.setattr(workflow, "NOTEBOOKS", edited)
+    assert workflow.check_notebooks() == 1
     assert f"notebooks/{NOTEBOOKS[0].name} differs" in capsys.readouterr().err
 
 

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from bnlab.report import summarize, write_report
+from bnlab.grading.report import summarize, write_report
 
 MAX = 10.0
 HOSTILE = "<script>alert(1)</script>"

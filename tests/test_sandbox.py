@@ -1,4 +1,5 @@
-"""Each protection of bnlab.sandbox, shown by a script that succeeds without it and fails with it.
+"""Each protection of bnlab.grading.sandbox, shown by a script that succeeds without it and fails
+with it.
 
 The scripts run in the real sandbox (bubblewrap) or, for the "without" half, unsandboxed or with
 a generous limit, so that a test fails if its protection is removed.
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from bnlab import sandbox
+from bnlab.grading import sandbox
 from conftest import REPO
 
 pytestmark = pytest.mark.skipif(

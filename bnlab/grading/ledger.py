@@ -15,7 +15,7 @@ import json
 
 from sqlalchemy import Column, DateTime, Float, MetaData, String, Table, Text, delete, select
 
-from bnlab.grader import SubmissionResult
+from bnlab.grading.grader import SubmissionResult
 
 _meta = MetaData()
 LEDGER = Table(

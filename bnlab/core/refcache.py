@@ -22,13 +22,13 @@ import tempfile
 from importlib import metadata
 from pathlib import Path
 
+from bnlab.core.versions import grader_version
+
 ENV = "BNLAB_REFERENCE_CACHE"
 
 
 @functools.cache
 def _salt() -> bytes:
-    from bnlab.grader import grader_version
-
     versions = []
     for dist in ("torch", "keras", "tensorflow", "numpy"):
         try:

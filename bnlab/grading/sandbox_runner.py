@@ -1,11 +1,12 @@
 """Inside the sandbox: run a learner's notebook cells in order and probe at each test cell.
 
-    python -m bnlab.sandbox_runner /job /out
+    python -m bnlab.grading.sandbox_runner /job /out
 
 /job/job.json lists the code cells (the learner's answers and the course's locked cells) and,
 for each test cell, the probes to take: a check id, the names of the learner's functions and a
 seed. Nothing here judges anything. The only things written are data: per-cell output text
-(capped), a progress log, and each probe as arrays.npz + messages.json (bnlab.harness.Probe).
+(capped), a progress log, and each probe as arrays.npz + messages.json
+(bnlab.checks.harness.Probe).
 The grader outside decides what any of it is worth, so whatever learner code does to this
 process (patching numpy, this module, builtins; exiting; forging files in /out) can only change
 the arrays it hands back.
@@ -63,7 +64,7 @@ def main(job_dir: str, out_dir: str) -> int:
     (out / "cells").mkdir(exist_ok=True)
     progress = open(out / "progress.jsonl", "a", buffering=1)  # noqa: SIM115
 
-    from bnlab.harness import FRAMEWORKS, Probe
+    from bnlab.checks.harness import FRAMEWORKS, Probe
 
     imports = _FrameworkImports(FRAMEWORKS)
     if job.get("numpy_exercise"):

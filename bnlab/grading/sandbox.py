@@ -1,6 +1,7 @@
 """Run untrusted learner code under bubblewrap: no network, an unprivileged user, limits.
 
-The sandbox sees the Python installation and the course package read-only, its own job folder
+The sandbox sees the Python installation and the learner side of the course package
+(`learner_side()`) read-only, its own job folder
 read-only and one output folder; nothing else of the host: not `solutions/`, not the gradebook,
 not other submissions, not the grader's home or the repository. For a NumPy exercise the
 deep-learning frameworks are hidden as well (empty directories over their packages), so that an
@@ -102,6 +103,22 @@ def _site_packages() -> Path:
     return Path(found[0])
 
 
+def learner_side() -> list[Path]:
+    """The parts of the course package that the sandbox sees: the package's `__init__`, the
+    learner's checks and their low-level support (`bnlab.checks`, `bnlab.core`), and the runner.
+    The rest of the grading service (judge, gradebook ledger, cohort runner, intake) and the
+    book's helpers stay outside."""
+    package = Path(bnlab.__file__).resolve().parent
+    grading = Path(__file__).resolve().parent
+    return [
+        package / "__init__.py",
+        package / "checks",
+        package / "core",
+        grading / "__init__.py",
+        grading / "sandbox_runner.py",
+    ]
+
+
 def _mkdirs(path: Path) -> list[str]:
     """bwrap arguments that create every parent of `path` world-readable (bwrap's default is
     0700, which the unprivileged user could not traverse)."""
@@ -141,9 +158,8 @@ def command(
             args += ["--ro-bind", str(target), str(target)]
     for f in ("/etc/ld.so.cache", "/etc/localtime", "/etc/fonts", "/etc/ssl/certs"):
         args += ["--ro-bind-try", f, f]
-    package = Path(bnlab.__file__).resolve().parent
     mounted = []
-    for src in (Path(sys.base_prefix), Path(sys.prefix), package):
+    for src in (Path(sys.base_prefix), Path(sys.prefix), *learner_side()):
         src = src.resolve()
         if any(src == m or m in src.parents for m in mounted):
             continue

@@ -7,8 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bnlab.frameworks import import_keras, quiet_stderr
-from bnlab.harness import (
+from bnlab.checks.harness import (
     Probe,
     Verdict,
     call_learner,
@@ -17,8 +16,10 @@ from bnlab.harness import (
     error_verdict,
     framework_exercise_forbids,
     framework_verdict,
+    snapshot,
 )
-from bnlab.refcache import cached
+from bnlab.core.frameworks import import_keras, quiet_stderr
+from bnlab.core.refcache import cached
 
 STEPS = 3
 ATOL, RTOL = 2e-5, 2e-5  # the layers compute in float32
@@ -78,7 +79,7 @@ def _call(pr, key, fn, *args, **kwargs):
 
 def _arr(x):
     keras = import_keras()
-    return np.asarray(keras.ops.convert_to_numpy(x), dtype=np.float64)
+    return snapshot(keras.ops.convert_to_numpy(x), np.float64)
 
 
 def _script(cls, case: Case, pr: Probe, prefix: str, reference: bool):
@@ -105,7 +106,7 @@ def _script(cls, case: Case, pr: Probe, prefix: str, reference: bool):
     loaded = call(f"{case.name}: get_weights", layer.get_weights)  # right after set_weights
     if loaded is not None:
         for i, w in enumerate(loaded):
-            rec[f"{prefix}.weights.{i}"] = np.asarray(w, np.float64)
+            rec[f"{prefix}.weights.{i}"] = snapshot(w, np.float64)
     for step, batch in enumerate(case.batches):
         out = call(f"{case.name}: call(training=True)", layer, batch, training=True)
         if out is None:
@@ -113,8 +114,8 @@ def _script(cls, case: Case, pr: Probe, prefix: str, reference: bool):
         rec[f"{prefix}.train{step}.out"] = _arr(out)
         weights = call(f"{case.name}: get_weights", layer.get_weights)
         if weights is not None and len(weights) >= 2:
-            rec[f"{prefix}.train{step}.moving_mean"] = np.asarray(weights[-2], np.float64)
-            rec[f"{prefix}.train{step}.moving_variance"] = np.asarray(weights[-1], np.float64)
+            rec[f"{prefix}.train{step}.moving_mean"] = snapshot(weights[-2], np.float64)
+            rec[f"{prefix}.train{step}.moving_variance"] = snapshot(weights[-1], np.float64)
     for mode, kwargs in (("false", {"training": False}), ("omitted", {})):
         out = call(
             f"{case.name}: call({'training=False' if kwargs else ''})",
@@ -160,8 +161,8 @@ def _fit(cls, case: Case, pr: Probe, prefix: str, reference: bool):
     if done is None and not reference:
         return
     weights = bn.get_weights()
-    pr.arrays[f"{prefix}.fit.moving_mean"] = np.asarray(weights[-2], np.float64)
-    pr.arrays[f"{prefix}.fit.moving_variance"] = np.asarray(weights[-1], np.float64)
+    pr.arrays[f"{prefix}.fit.moving_mean"] = snapshot(weights[-2], np.float64)
+    pr.arrays[f"{prefix}.fit.moving_variance"] = snapshot(weights[-1], np.float64)
 
 
 def _custom(fn, case: Case, pr: Probe, prefix: str, reference: bool):

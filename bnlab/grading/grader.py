@@ -1,24 +1,23 @@
 """Grade one submission so that the learner's code never decides its own grade.
 
-1. **Intake** (bnlab.intake): a notebook that cannot be graded is set aside with a reason.
+1. **Intake** (bnlab.grading.intake): a notebook that cannot be graded is set aside with a reason.
 2. **Restore**: the course's own copy (source/ASSIGNMENT/ASSIGNMENT.ipynb, written at release)
    supplies every locked cell, every test cell and all nbgrader metadata (grade ids, points);
    from the learner's notebook only the answer cells' source and unmarked cells are kept.
-3. **Probe in the sandbox** (bnlab.sandbox, bnlab.sandbox_runner): the cells run in order in an
-   isolated process; at each test cell the runner hands back arrays only.
+3. **Probe in the sandbox** (bnlab.grading.sandbox, bnlab.grading.sandbox_runner): the cells
+   run in order in an isolated process; at each test cell the runner hands back arrays only.
 4. **Judge here**: the probe plan is read from the trusted test cells, the inputs are
    regenerated from their seeds, the references come from the real framework layers, and a
    test cell earns its points when every check in it passes. Learner code is never imported or
    executed in this process; files from the sandbox are read as npz (no pickles) and JSON.
-5. **Record** (bnlab.ledger): an autograded notebook that nbgrader's generate_feedback, export
-   and formgrader read, and the grades in nbgrader's gradebook, in one transaction.
+5. **Record** (bnlab.grading.ledger): an autograded notebook that nbgrader's generate_feedback,
+   export and formgrader read, and the grades in nbgrader's gradebook, in one transaction.
 """
 
 from __future__ import annotations
 
 import ast
 import copy
-import functools
 import hashlib
 import json
 import shutil
@@ -28,23 +27,12 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from bnlab import intake, sandbox
-from bnlab.harness import Probe, Verdict
+from bnlab.checks.harness import Probe, Verdict
+from bnlab.core.versions import grader_version
+from bnlab.grading import intake, sandbox
 
-NUMPY_MODULES = ("bnlab.exercises.forward", "bnlab.exercises.backward", "bnlab.exercises.running")
+NUMPY_MODULES = ("bnlab.checks.forward", "bnlab.checks.backward", "bnlab.checks.running")
 STUDENT_ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.@+-")
-
-
-@functools.cache
-def grader_version() -> str:
-    """A digest of the grading code: a change to any check invalidates earlier results.
-    Read once per process (it is part of every submission's digest)."""
-    package = Path(__file__).resolve().parent
-    h = hashlib.sha256()
-    for path in sorted(package.rglob("*.py")):
-        h.update(path.relative_to(package).as_posix().encode())
-        h.update(path.read_bytes())
-    return h.hexdigest()[:16]
 
 
 # ----------------------------------------------------------------------------- data
@@ -80,7 +68,7 @@ class SubmissionResult:
         return sum(c.max_score for c in self.cells)
 
     def summary(self) -> dict:
-        """The report's view of this result (bnlab.report)."""
+        """The report's view of this result (bnlab.grading.report)."""
         return {
             "student": self.student,
             "status": self.status,
@@ -329,7 +317,7 @@ def grade_submission(
         job_dir.mkdir()
         out.mkdir()
         (job_dir / "job.json").write_text(json.dumps(job))
-        argv = [sys.executable, "-m", "bnlab.sandbox_runner", "/job", "/out"]
+        argv = [sys.executable, "-m", "bnlab.grading.sandbox_runner", "/job", "/out"]
         outcome = sandbox.run(job_dir, out, argv, limits, job["numpy_exercise"], use_sandbox)
         stopped = outcome.limit_reason
         progress = _progress(out)

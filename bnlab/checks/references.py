@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from bnlab.frameworks import import_keras, import_torch, quiet_stderr
-from bnlab.refcache import cached
+from bnlab.core.frameworks import import_keras, import_torch, quiet_stderr
+from bnlab.core.refcache import cached
 
 
 @cached

@@ -12,19 +12,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bnlab.frameworks import import_torch
-from bnlab.harness import (
+from bnlab.checks.harness import (
     Probe,
     Verdict,
-    as_array,
     call_learner,
     close,
     describe_difference,
     diagnose,
     error_verdict,
     framework_verdict,
+    snapshot,
 )
-from bnlab.refcache import cached
+from bnlab.core.frameworks import import_torch
+from bnlab.core.refcache import cached
 
 
 @dataclass
@@ -87,7 +87,7 @@ def probe(forward_fn, backward_fn, case_list: list[Case]) -> Probe:
             result.errors[case.name] = "the backward pass must return (dx, dgamma, dbeta)"
             continue
         for name, value in zip(("dx", "dgamma", "dbeta"), grads, strict=True):
-            arr = as_array(value)
+            arr = snapshot(value)
             if arr is not None:
                 result.arrays[f"{case.name}.{name}"] = arr
     return result

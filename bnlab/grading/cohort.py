@@ -6,10 +6,10 @@
     bn-course grade 02_forward_pass --db postgresql+psycopg://...  # the gradebook elsewhere
     bn-course grade 02_forward_pass --zip downloads.zip  # LMS downloads, via nbgrader zip_collect
 
-Each submission is graded by bnlab.grader (sandboxed probe, trusted judge) on a Dask worker;
-the coordinating process (this one) is the gradebook's only writer and commits one transaction
-per submission as results arrive. The ledger remembers what was graded, so a rerun after a crash
-or `kill -9` grades only what is missing or changed.
+Each submission is graded by bnlab.grading.grader (sandboxed probe, trusted judge) on a Dask
+worker; the coordinating process (this one) is the gradebook's only writer and commits one
+transaction per submission as results arrive. The ledger remembers what was graded, so a rerun
+after a crash or `kill -9` grades only what is missing or changed.
 
 Outputs, under the course root: autograded/ (nbgrader's layout), the gradebook, feedback/
 (by `nbgrader generate_feedback`, hidden tests removed), reports/ASSIGNMENT-grades.csv
@@ -27,7 +27,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bnlab import grader, ledger, refcache, sandbox
+from bnlab.core import refcache
+from bnlab.grading import grader, ledger, sandbox
 
 
 @dataclass
@@ -270,7 +271,7 @@ def write_csv(root: Path, assignment: str, rows: list[dict]) -> Path:
 
 
 def write_report(root: Path, assignment: str, rows: list[dict], master: dict) -> Path:
-    from bnlab import report
+    from bnlab.grading import report
 
     max_score = sum(
         float(c["metadata"]["nbgrader"].get("points", 0) or 0)
@@ -292,7 +293,7 @@ def write_report(root: Path, assignment: str, rows: list[dict], master: dict) ->
 
 
 def generate_feedback(root: Path, assignment: str, db_url: str) -> None:
-    from bnlab.course import nbgrader
+    from bnlab.core.course import nbgrader
 
     nbgrader(
         "generate_feedback", assignment, "--force", f"--CourseDirectory.db_url={db_url}", root=root

@@ -12,18 +12,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bnlab.frameworks import import_torch
-from bnlab.harness import (
+from bnlab.checks.harness import (
     Probe,
     Verdict,
-    as_array,
     call_learner,
     close,
     describe_difference,
     error_verdict,
     framework_verdict,
+    snapshot,
 )
-from bnlab.refcache import cached
+from bnlab.core.frameworks import import_torch
+from bnlab.core.refcache import cached
 
 STEPS = 3
 
@@ -59,7 +59,7 @@ def cases(prop: str, seed: int) -> list[Case]:
 
 def _attr(probe, layer, key, name):
     value = call_learner(probe, f"{key}.{name}", getattr, layer, name)
-    return as_array(value, np.float64) if value is not None else None
+    return snapshot(value, np.float64) if value is not None else None
 
 
 def probe(cls, case_list: list[Case]) -> Probe:
@@ -86,8 +86,8 @@ def probe(cls, case_list: list[Case]) -> Probe:
         record[f"{key}.init.training"] = np.asarray(bool(getattr(layer, "training", False)))
         for step, batch in enumerate(case.batches):
             out = call_learner(pr, f"{key}: forward in training", layer.forward, batch.copy())
-            if out is not None and as_array(out) is not None:
-                record[f"{key}.train{step}.out"] = as_array(out, np.float64)
+            if out is not None and snapshot(out) is not None:
+                record[f"{key}.train{step}.out"] = snapshot(out, np.float64)
             for name in ("running_mean", "running_var"):
                 arr = _attr(pr, layer, key, name)
                 if arr is not None:
@@ -95,8 +95,8 @@ def probe(cls, case_list: list[Case]) -> Probe:
         call_learner(pr, f"{key}: eval()", layer.eval)
         record[f"{key}.eval.training"] = np.asarray(bool(getattr(layer, "training", True)))
         out = call_learner(pr, f"{key}: forward in eval mode", layer.forward, case.x_eval.copy())
-        if out is not None and as_array(out) is not None:
-            record[f"{key}.eval.out"] = as_array(out, np.float64)
+        if out is not None and snapshot(out) is not None:
+            record[f"{key}.eval.out"] = snapshot(out, np.float64)
         for name in ("running_mean", "running_var"):
             arr = _attr(pr, layer, key, name)
             if arr is not None:
@@ -105,8 +105,8 @@ def probe(cls, case_list: list[Case]) -> Probe:
         record[f"{key}.train.training"] = np.asarray(bool(getattr(layer, "training", False)))
         call_learner(pr, f"{key}: forward before backward", layer.forward, case.batches[0].copy())
         dx = call_learner(pr, f"{key}: backward", layer.backward, case.dout.copy())
-        if dx is not None and as_array(dx) is not None:
-            record[f"{key}.dx"] = as_array(dx, np.float64)
+        if dx is not None and snapshot(dx) is not None:
+            record[f"{key}.dx"] = snapshot(dx, np.float64)
         for name in ("dgamma", "dbeta"):
             arr = _attr(pr, layer, key, name)
             if arr is not None:
@@ -280,8 +280,8 @@ def judge(prop: str, case_list: list[Case], pr: Probe, what: str = "BatchNorm1d"
                 )
             return Verdict(prop, False, detail)
         if prop == "backward":
-            from bnlab.exercises.backward import Case as BCase
-            from bnlab.exercises.backward import _autograd
+            from bnlab.checks.backward import Case as BCase
+            from bnlab.checks.backward import _autograd
 
             grads = _autograd(
                 BCase(k, case.batches[0], ref["init.gamma"], ref["init.beta"], case.dout, case.eps)

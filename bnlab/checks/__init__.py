@@ -3,9 +3,10 @@
     checks.check("forward.normalizes", batchnorm_forward)             # a visible test
     checks.check("forward.normalizes", batchnorm_forward, seed=11)    # the same, other inputs
 
-Each check probes the learner's code on seeded inputs (bnlab.harness: only arrays come back),
-judges those arrays against the real framework layers, prints one line when it passes and raises
-an AssertionError that names the mistake when it does not. Nothing here contains a solution.
+Each check probes the learner's code on seeded inputs (bnlab.checks.harness: only arrays come
+back), judges those arrays against the real framework layers, prints one line when it passes
+and raises an AssertionError that names the mistake when it does not. Nothing here contains a
+solution.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from types import ModuleType
 
 import numpy as np
 
-from bnlab.exercises import backward, forward, keras_layers, running, torch_layers
-from bnlab.harness import Failure, Verdict
+from bnlab.checks import backward, forward, keras_layers, running, torch_layers
+from bnlab.checks.harness import Failure, Verdict
 
 
 @dataclass(frozen=True)

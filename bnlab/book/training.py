@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bnlab.frameworks import import_torch
+from bnlab.core.frameworks import import_torch
 
 
 def digits_cnn(bn2d=None, bn1d=None, channels: int = 16, hidden: int = 64):

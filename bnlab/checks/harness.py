@@ -160,10 +160,27 @@ def call_learner(probe: Probe, key: str, fn: Callable, *args, forbidden=None, **
                 probe.framework_calls.append(name)
 
 
-def as_array(value, dtype=None) -> np.ndarray | None:
-    """Learner output as an array (None when it is not array-like)."""
+def snapshot(value, dtype=None) -> np.ndarray | None:
+    """Learner state as it is *now*: a detached, C-contiguous copy in a plain ndarray.
+
+    Every probe records learner values through this function and nothing else. Learner code
+    may keep a reference to what it returned or exposed and change it in place later
+    (``self.running_mean *= 1 - m``, ``buf.add_(...)``, ``var.assign(...)``): a probe that
+    stored the object itself would hand the judge the value after the last step. Accepts NumPy
+    arrays (and subclasses, views), scalars, nested lists, torch tensors (with or without grad,
+    on any device), TensorFlow tensors and variables and Keras variables; returns None for
+    anything that is not numeric array-like. No framework is imported here.
+    """
     try:
-        arr = np.asarray(value) if dtype is None else np.asarray(value, dtype=dtype)
+        top = type(value).__module__.split(".", 1)[0]
+        if top == "torch":
+            value = value.detach().cpu()
+            if not value.dtype.is_complex and value.is_floating_point() and value.itemsize < 4:
+                value = value.float()  # bfloat16/float16: NumPy has no bfloat16
+            value = value.numpy()
+        elif top in ("tensorflow", "keras", "tf_keras") and hasattr(value, "numpy"):
+            value = value.numpy()
+        arr = np.array(value, dtype=dtype, copy=True, order="C", subok=False)
     except Exception:  # noqa: BLE001
         return None
     if arr.dtype == object:

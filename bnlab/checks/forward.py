@@ -11,12 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bnlab import references
-from bnlab.frameworks import import_torch
-from bnlab.harness import (
+from bnlab.checks import references
+from bnlab.checks.harness import (
     Probe,
     Verdict,
-    as_array,
     call_learner,
     close,
     describe_difference,
@@ -24,8 +22,10 @@ from bnlab.harness import (
     error_verdict,
     forward_atol,
     framework_verdict,
+    snapshot,
 )
-from bnlab.refcache import cached
+from bnlab.core.frameworks import import_torch
+from bnlab.core.refcache import cached
 
 
 @dataclass
@@ -114,7 +114,7 @@ def probe(fn, case_list: list[Case]) -> Probe:
                 "end the function with `return out, cache`"
             )
             continue
-        out = as_array(ret[0])
+        out = snapshot(ret[0])
         if out is None:
             result.errors[case.name] = "out is not an array"
             continue

@@ -11,8 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bnlab.frameworks import import_torch
-from bnlab.harness import (
+from bnlab.checks.harness import (
     Probe,
     Verdict,
     call_learner,
@@ -21,8 +20,10 @@ from bnlab.harness import (
     error_verdict,
     framework_exercise_forbids,
     framework_verdict,
+    snapshot,
 )
-from bnlab.refcache import cached
+from bnlab.core.frameworks import import_torch
+from bnlab.core.refcache import cached
 
 STEPS = 3
 
@@ -99,7 +100,7 @@ def _call(pr, key, fn, *args, **kwargs):
 
 
 def _np(t):
-    return None if t is None else t.detach().cpu().double().numpy().copy()
+    return None if t is None else snapshot(t, np.float64)
 
 
 def probe_function(fn_cls, case_list) -> Probe:

@@ -1,1 +1,0 @@
-"""Checks per exercise: cases (inputs), probes (learner code -> arrays), judges (verdicts)."""
