@@ -43,6 +43,13 @@ BAD = {  # name -> (file content as bytes, words the reason must contain)
         json.dumps({"nbformat": 3, "worksheets": [], "cells": []}).encode(),
         "format version 3",
     ),
+    "nbformat3_worksheets": (  # a real format-3 file: cells live under worksheets
+        json.dumps(
+            {"nbformat": 3, "nbformat_minor": 0, "metadata": {}, "worksheets": [{"cells": []}]}
+        ).encode(),
+        "format version 3 (an old Jupyter/IPython notebook), expected 4: convert it with "
+        "`jupyter nbconvert --to notebook --nbformat 4",
+    ),
     "not_a_notebook": (b"[1, 2, 3]", "not a Jupyter notebook"),
     "duplicated_cell": (json.dumps(duplicated_cell()).encode(), "'test_shape' appears 2 times"),
     "missing_cell": (json.dumps(missing_cell()).encode(), "test_torch are missing"),

@@ -203,6 +203,15 @@ def variants(case: Case) -> dict[str, tuple[np.ndarray, str]]:
                 "reduces each channel over (N, H, W); if you reuse batchnorm_forward on the "
                 "(N*H*W, C) matrix, check that it averages over axis 0.",
             )
+            found["spatial reshape without moving the channel axis"] = (
+                F.batch_norm(
+                    x.reshape(-1, c), None, None, _t(case.gamma), _t(case.beta), True, 0.0, eps
+                ).reshape(x.shape),
+                "You reshaped (N, C, H, W) straight to (-1, C): in memory the channel axis is "
+                "not last, so each column of that matrix mixes channels and positions. Move the "
+                "channel axis last first (x.transpose(0, 2, 3, 1).reshape(-1, C)), and undo both "
+                "steps on the way back.",
+            )
             found["spatial statistics over channels"] = (
                 F.layer_norm(x, x.shape[1:], eps=eps) * g + b,
                 "You normalized over (C, H, W) per sample (layer norm). Spatial BN reduces over "

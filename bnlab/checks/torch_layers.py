@@ -399,6 +399,16 @@ def judge(prop, case_list, pr: Probe, what="your layer"):
                     pr.arrays.get(f"{k}.train{step}.out"),
                     ref[f"ref.train{step}.out"],
                     f"{k}: training-mode output at step {step + 1}",
+                    [
+                        (
+                            "statistics over the batch axis only",
+                            _per_location(case, step),
+                            "Diagnosis: statistics over the batch axis only. You reduced "
+                            "over dim=0, which gives one mean and variance per (channel, "
+                            "position). BatchNorm over (N, C, ...) reduces over every dim "
+                            "except 1: dims = [d for d in range(x.dim()) if d != 1].",
+                        )
+                    ],
                 )
                 if failure:
                     return failure
@@ -481,6 +491,24 @@ def judge(prop, case_list, pr: Probe, what="your layer"):
         "state_dict": "state_dict keys equal torch's, and state dicts load both ways",
     }
     return Verdict(prop, True, messages[prop])
+
+
+@cached
+def _per_location(case: Case, step: int):
+    """The training output with statistics over dim 0 only (per channel and position); None
+    for (N, C) inputs, where that is the right reduction."""
+    torch = import_torch()
+    batch = torch.tensor(case.batches[step])
+    if batch.dim() == 2:
+        return None
+    shape = [1, -1] + [1] * (batch.dim() - 2)
+    eps = case.kwargs.get("eps", 1e-5)
+    flat = batch.reshape(batch.shape[0], -1)
+    x_hat = torch.nn.functional.batch_norm(flat, None, None, training=True, eps=eps)
+    out = x_hat.reshape(batch.shape)
+    if case.kwargs.get("affine", True):
+        out = out * torch.tensor(case.weight).view(shape) + torch.tensor(case.bias).view(shape)
+    return _np(out)
 
 
 @cached

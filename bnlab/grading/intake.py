@@ -60,11 +60,19 @@ def check_notebook(path: Path, released: dict) -> str | None:
             "was damaged or edited outside Jupyter; re-download the notebook from the course "
             "page and copy your answers into it"
         )
+    version = nb.get("nbformat") if isinstance(nb, dict) else None
+    if isinstance(version, int) and not isinstance(version, bool) and version < 4:
+        # nbformat 3 keeps cells under "worksheets": it has no top-level list of cells.
+        return (
+            f"notebook format version {version} (an old Jupyter/IPython notebook), expected 4: "
+            f"convert it with `jupyter nbconvert --to notebook --nbformat 4 {path.name}` (or "
+            "open it in Jupyter Lab or Notebook 7 and save it), then resubmit"
+        )
     if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
         return "not a Jupyter notebook (no list of cells): submit the .ipynb file itself"
-    if nb.get("nbformat") != 4:
+    if version != 4:
         return (
-            f"notebook format version {nb.get('nbformat')!r}, expected 4: open it in "
+            f"notebook format version {version!r}, expected 4: open it in "
             "Jupyter (Lab or Notebook 7), save it, and resubmit"
         )
     import nbformat
