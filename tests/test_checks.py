@@ -122,3 +122,30 @@ def test_judges_are_functions_of_data(tmp_path, check_id):
         module.judge(prop, cases, loaded, what),
     )
     assert direct.passed and replayed.passed and direct.message == replayed.message
+
+
+def test_property_hints_name_what_broke():
+    """A wrong answer that matches no named mistake still hears which property broke."""
+    from bnlab.checks.harness import dx_property_hint, output_property_hint
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(2.0, 3.0, (16, 4))
+    x_hat = (x - x.mean(0)) / np.sqrt(x.var(0) + 1e-5)
+    want = 1.5 * x_hat + 0.5
+    assert "mean of the output is off" in output_property_hint(want + 0.3, want)
+    assert "spread of the output is off" in output_property_hint((want - 0.5) * 2 + 0.5, want)
+    assert "samples or positions are mixed" in output_property_hint(want[::-1], want)
+    assert output_property_hint(want, want[:3]) == ""  # shapes differ: described elsewhere
+    dout = rng.standard_normal((16, 4))
+    n = 16
+    dx = (
+        1.5
+        / np.sqrt(x.var(0) + 1e-5)
+        / n
+        * (n * dout - dout.sum(0) - x_hat * (dout * x_hat).sum(0))
+    )
+    no_mean_path = 1.5 / np.sqrt(x.var(0) + 1e-5) / n * (n * dout - x_hat * (dout * x_hat).sum(0))
+    no_var_path = 1.5 / np.sqrt(x.var(0) + 1e-5) / n * (n * dout - dout.sum(0))
+    assert "does not sum to zero" in dx_property_hint(no_mean_path, dx, x, 1e-5)
+    assert "not orthogonal to x_hat" in dx_property_hint(no_var_path, dx, x, 1e-5)
+    assert "direct term" in dx_property_hint(2 * dx, dx, x, 1e-5)  # both identities hold

@@ -19,6 +19,7 @@ from bnlab.checks.harness import (
     close,
     describe_difference,
     diagnose,
+    dx_property_hint,
     error_verdict,
     framework_verdict,
     snapshot,
@@ -213,6 +214,7 @@ def judge(prop: str, case_list: list[Case], pr: Probe, what: str = "batchnorm_ba
                 return Verdict(
                     prop, False, f"{detail}. Diagnosis: {found[0]}. {found[1]}", found[0]
                 )
-            return Verdict(prop, False, detail)
+            hint = dx_property_hint(got, want, case.x, case.eps) if grad == "dx" else ""
+            return Verdict(prop, False, detail + "." + hint)
     names = ", ".join(grads)
     return Verdict(prop, True, f"{names} match torch.autograd on {len(case_list)} inputs")

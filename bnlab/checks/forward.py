@@ -22,6 +22,7 @@ from bnlab.checks.harness import (
     error_verdict,
     forward_atol,
     framework_verdict,
+    output_property_hint,
     snapshot,
 )
 from bnlab.core.frameworks import import_torch
@@ -252,7 +253,7 @@ def _first_failure(prop, case_list, pr, want_fn, label_fn):
             )
         if found:
             return Verdict(prop, False, f"{detail}. Diagnosis: {found[0]}. {found[1]}", found[0])
-        return Verdict(prop, False, detail)
+        return Verdict(prop, False, detail + "." + output_property_hint(got, want))
     return None
 
 

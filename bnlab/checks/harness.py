@@ -229,6 +229,86 @@ def describe_difference(got, want, label: str) -> str:
     )
 
 
+def _axes(a) -> tuple[int, ...]:
+    return (0,) if np.ndim(a) == 2 else (0, 2, 3)
+
+
+def output_property_hint(got, want) -> str:
+    """For a wrong BN output that matches no named mistake: which property broke (per-feature
+    mean, per-feature scale, or neither: values mixed between samples) and what that implies."""
+    if got is None or np.shape(got) != np.shape(want) or np.ndim(want) not in (2, 4):
+        return ""
+    got = np.asarray(got, np.float64)
+    if not np.all(np.isfinite(got)):
+        return ""
+    axes = _axes(want)
+    gm, wm = got.mean(axis=axes), want.mean(axis=axes)
+    gs, ws = got.std(axis=axes), want.std(axis=axes)
+    scale = max(1.0, float(np.abs(ws).max()))
+    mean_off = not np.allclose(gm, wm, rtol=1e-3, atol=1e-3 * scale)
+    scale_off = not np.allclose(gs, ws, rtol=1e-3, atol=1e-6)
+    worst = int(np.argmax(np.abs(gm - wm) if mean_off else np.abs(gs - ws)))
+    if mean_off and scale_off:
+        return (
+            f" Property: both the per-feature mean and scale of the output are off (feature "
+            f"{worst}: mean {gm[worst]:.4g} vs {wm[worst]:.4g}, spread {gs[worst]:.4g} vs "
+            f"{ws[worst]:.4g}): check the statistics themselves (which axis, which variance)."
+        )
+    if mean_off:
+        return (
+            f" Property: the per-feature mean of the output is off (feature {worst}: "
+            f"{gm[worst]:.4g}, expected {wm[worst]:.4g}) while its spread is right: the shift "
+            "is wrong (the mean subtracted, or beta)."
+        )
+    if scale_off:
+        return (
+            f" Property: the per-feature spread of the output is off (feature {worst}: "
+            f"{gs[worst]:.4g}, expected {ws[worst]:.4g}, ratio {gs[worst] / ws[worst]:.4g}) "
+            "while its mean is right: the scale is wrong (the division by sqrt(var + eps), "
+            "or gamma)."
+        )
+    return (
+        " Property: each feature has the right mean and spread, but the values are not where "
+        "they belong: samples or positions are mixed (a reshape or transpose, or statistics "
+        "broadcast along the wrong axis)."
+    )
+
+
+def dx_property_hint(got, want, x, eps) -> str:
+    """For a wrong dx: the two identities of the BN gradient, per feature. dx sums to zero
+    over the batch (the path through the mean) and is orthogonal to x_hat (the path through
+    the variance), up to the eps term; compared with the true dx's own values."""
+    if got is None or np.shape(got) != np.shape(want) or np.ndim(want) not in (2, 4):
+        return ""
+    got = np.asarray(got, np.float64)
+    if not np.all(np.isfinite(got)):
+        return ""
+    axes = _axes(want)
+    x = np.asarray(x, np.float64)
+    x_hat = (x - x.mean(axis=axes, keepdims=True)) / np.sqrt(x.var(axis=axes, keepdims=True) + eps)
+    tol = 1e-6 * max(1.0, float(np.abs(want).sum(axis=axes).max()))
+    hints = []
+    if not np.allclose(got.sum(axis=axes), want.sum(axis=axes), atol=tol, rtol=1e-6):
+        hints.append(
+            "dx does not sum to zero over the batch for every feature (the gradient through "
+            "the batch mean is missing or wrong)"
+        )
+    if not np.allclose(
+        (got * x_hat).sum(axis=axes), (want * x_hat).sum(axis=axes), atol=tol, rtol=1e-6
+    ):
+        hints.append(
+            "dx is not orthogonal to x_hat over the batch (the gradient through the batch "
+            "variance is missing or wrong)"
+        )
+    if not hints:
+        return (
+            " Property: dx sums to zero and is orthogonal to x_hat, as it should, so the mean "
+            "and variance paths are right: the direct term (dout * gamma / sqrt(var + eps)) is "
+            "wrong."
+        )
+    return " Property: " + "; ".join(hints) + "."
+
+
 def diagnose(got, variants: dict[str, tuple[np.ndarray, str]], atol) -> tuple[str, str] | None:
     """The first known mistake whose output the learner's answer reproduces."""
     for name, (want, advice) in variants.items():

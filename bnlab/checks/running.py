@@ -18,8 +18,10 @@ from bnlab.checks.harness import (
     call_learner,
     close,
     describe_difference,
+    dx_property_hint,
     error_verdict,
     framework_verdict,
+    output_property_hint,
     snapshot,
 )
 from bnlab.core.frameworks import import_torch
@@ -278,7 +280,7 @@ def judge(prop: str, case_list: list[Case], pr: Probe, what: str = "BatchNorm1d"
                     "so that a sample's output does not depend on its batch.",
                     "batch statistics in eval mode",
                 )
-            return Verdict(prop, False, detail)
+            return Verdict(prop, False, detail + "." + output_property_hint(got, want))
         if prop == "backward":
             from bnlab.checks.backward import Case as BCase
             from bnlab.checks.backward import _autograd
@@ -289,6 +291,11 @@ def judge(prop: str, case_list: list[Case], pr: Probe, what: str = "BatchNorm1d"
             for name in ("dx", "dgamma", "dbeta"):
                 got = pr.arrays.get(f"{k}.{name}")
                 if not close(got, grads[name], 1e-8, 1e-6):
+                    hint = (
+                        "." + dx_property_hint(got, grads[name], case.batches[0], case.eps)
+                        if name == "dx"
+                        else ""
+                    )
                     return Verdict(
                         prop,
                         False,
@@ -297,7 +304,8 @@ def judge(prop: str, case_list: list[Case], pr: Probe, what: str = "BatchNorm1d"
                             grads[name],
                             f"{name} after backward ({k}); backward sets "
                             "self.dgamma and self.dbeta and returns dx",
-                        ),
+                        )
+                        + hint,
                     )
             continue
         raise KeyError(prop)
