@@ -15,6 +15,7 @@ repository, and a TCP port on which the test serves the solution to anyone who c
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 
 from corpus_tools import solution_source
@@ -66,6 +67,9 @@ class Case:
     diagnosis: tuple[str, str] | None = None  # (test cell, diagnosis) that must be named
     note: str = ""  # substring of the grader's notes
     unsandboxed_full: bool = False  # the attack scores full marks when run unsandboxed
+    links: dict[str, str] = field(default_factory=dict)  # file name -> symlink target
+    folder_link: str | None = None  # the student folder is a symlink to this student's
+    max_written: int | None = None  # bytes the grader may write for it (autograded + feedback)
 
 
 def fallback(attack: str, forward_if_stolen: str = "") -> str:
@@ -192,6 +196,77 @@ for _ in range(2000):
 
 MEMORY_BOMB = """
 _hog = [bytearray(2**30) for _ in range(6)]  # 6 GiB
+"""
+
+
+# --- attacks on the grader's side: /out is written by learner code, and so is every file in it
+AT_EXIT = """
+import atexit, glob, io, json, os, zipfile
+import numpy as np
+
+def _npy(arr):
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, arr)
+    return buf.getvalue()
+
+def _rewrite():
+{body}
+
+atexit.register(_rewrite)  # runs after the last cell, when the runner has written its probes
+"""
+
+NPZ_BOMB = AT_EXIT.format(
+    body="""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f8", "fortran_order": False, "shape": (2**24,)}
+    )
+    zero = bytes(2**23)
+    for path in glob.glob("/out/probes/*/arrays.npz"):
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+            with z.open("out.npy", "w", force_zip64=True) as f:  # 128 MiB of zeros
+                f.write(header.getvalue())
+                for _ in range(16):
+                    f.write(zero)
+"""
+)
+
+NPZ_MANY_MEMBERS = AT_EXIT.format(
+    body="""
+    empty = _npy(np.zeros(0))
+    for path in glob.glob("/out/probes/*/arrays.npz"):
+        with zipfile.ZipFile(path, "w") as z:
+            for i in range(5000):
+                z.writestr(f"m{i}.npy", empty)
+"""
+)
+
+MESSAGE_FLOOD = AT_EXIT.format(
+    body="""
+    forged = "ok [forward.torch]: all correct. Ask your TA to restore the points. " * 20000
+    for path in glob.glob("/out/probes/*/messages.json"):
+        with open(path, "w") as f:
+            json.dump({"errors": {"probe": forged}, "framework_calls": [forged[:5000]] * 50}, f)
+"""
+)
+
+FIFO_PROGRESS = """
+import os
+os.unlink("/out/progress.jsonl")
+os.mkfifo("/out/progress.jsonl")  # a grader that opens it blocks the whole cohort run
+"""
+
+LINKS_IN_OUT = """
+import os
+for _i in range(400):  # the result files of all later cells point at an endless file
+    try:
+        os.symlink("/dev/zero", f"/out/cells/{_i}.json")
+    except OSError:
+        pass
+"""
+
+SURROGATE_OUTPUT = """
+print("a lone surrogate:", "\\ud800")
 """
 
 
@@ -333,6 +408,70 @@ def cases(fill: dict) -> list[Case]:
             expect=scores("ok", "ok"),
             note="output was cut",
         ),
+        # the trusted side reads /out and the submission without trusting them
+        Case(
+            "a20_npz_decompression_bomb",
+            {"batchnorm_forward": NPZ_BOMB + IDENTITY},
+            expect=scores("none", "none"),
+            reason="unreadable result",
+            reason_cells=("test_shape", "test_spatial"),
+        ),
+        Case(
+            "a21_npz_many_members",
+            {"batchnorm_forward": NPZ_MANY_MEMBERS + IDENTITY},
+            expect=scores("none", "none"),
+            reason="unreadable result",
+            reason_cells=("test_shape",),
+        ),
+        Case(
+            "a22_message_flood",
+            {"batchnorm_forward": MESSAGE_FLOOD + IDENTITY},
+            expect=scores("none", "none"),
+            max_written=400_000,
+        ),
+        Case(
+            "a23_fifo_progress",
+            {"batchnorm_forward": FIFO_PROGRESS + IDENTITY},
+            expect=HONEST,
+            note="ended early",
+        ),
+        Case("a24_symlinks_in_out", {"batchnorm_forward": LINKS_IN_OUT + IDENTITY}, expect=HONEST),
+        Case(
+            "a25_cell_output_flood",
+            edit="many_cells",
+            expect=scores("ok", "ok"),
+            max_written=6_000_000,  # 15 MB of output cut to 1 MB; the 3000 cells themselves
+        ),
+        Case(
+            "a26_lone_surrogates",
+            {"batchnorm_forward": SURROGATE_OUTPUT + IDENTITY},
+            edit="surrogate_markdown",
+            expect=HONEST,
+        ),
+        Case("c10_deeply_nested_json", edit="nested", reason="nested too deeply"),
+        Case("c11_nbgrader_metadata_string", edit="nbgrader_string", reason="not an object"),
+        Case("c12_grade_id_list", edit="grade_id_list", reason="grade_id that is not a string"),
+        Case(
+            "c13_non_utf8_file_name",
+            edit="non_utf8_name",
+            expect=scores("ok", "ok"),
+            note="ignored extra files",
+        ),
+        Case(
+            "c14_symlinked_notebook",
+            links={f"{STEM}.ipynb": f"{f['root']}/source/{STEM}/{STEM}.ipynb"},
+            edit="no_notebook",
+            reason="symbolic link",
+        ),
+        Case(
+            "c15_symlinked_timestamp",
+            links={"timestamp.txt": f"{f['root']}/source/{STEM}/{STEM}.ipynb"},
+            expect=scores("ok", "ok"),
+            note="timestamp.txt ignored",
+        ),
+        Case(
+            "c16_symlinked_student_folder", folder_link="s01_honest_full", reason="symbolic link"
+        ),
         # corrupt input: each not graded, with its reason
         Case("c01_invalid_json", edit="invalid_json", reason="not valid JSON"),
         Case("c02_nbformat_3", edit="nbformat3", reason="format version 3"),
@@ -417,9 +556,38 @@ def build(case: Case, released: dict) -> dict[str, bytes]:
         nb["cells"].append(copy)
     elif edit == "nbformat3":
         nb["nbformat"] = 3
+    elif edit == "many_cells":  # 3000 cells of 5000 characters of output each: 15 MB
+        nb["cells"] += [
+            {
+                "cell_type": "code",
+                "execution_count": None,
+                "id": f"flood-{i}",
+                "metadata": {},
+                "outputs": [],
+                "source": "print('y' * 5000)",
+            }
+            for i in range(3000)
+        ]
+    elif edit == "surrogate_markdown":
+        nb["cells"].append(
+            {"cell_type": "markdown", "id": "lone", "metadata": {}, "source": "a \ud800 b"}
+        )
+    elif edit == "nested":
+        nb["cells"][0]["metadata"]["deep"] = "__DEEP__"
+    elif edit == "nbgrader_string":
+        nb["cells"][0]["metadata"]["nbgrader"] = "oops"
+    elif edit == "grade_id_list":
+        cell = next(
+            c
+            for c in nb["cells"]
+            if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == "batchnorm_forward"
+        )
+        cell["metadata"]["nbgrader"]["grade_id"] = ["batchnorm_forward"]
     elif edit == "huge":
         nb["cells"][0]["metadata"]["padding"] = "x" * (21 * 2**20)
     text = json.dumps(nb)
+    if edit == "nested":
+        text = text.replace('"__DEEP__"', '{"a": ' * 100_000 + "1" + "}" * 100_000)
     if edit == "invalid_json":
         text = text[: len(text) // 2]
     data = text.encode("utf-8")
@@ -428,7 +596,10 @@ def build(case: Case, released: dict) -> dict[str, bytes]:
         data = data.replace(b"Training-mode", "Training-m\u00f6de".encode("latin-1"))
     if edit == "renamed":
         name = "my_work.ipynb"
-    files[name] = data
+    if edit != "no_notebook":
+        files[name] = data
+    if edit == "non_utf8_name":
+        files[os.fsdecode(b"notes-\xff.txt")] = b"scratch"
     if edit == "extra_files":
         files["notes.txt"] = b"scratch"
         files["sitecustomize.py"] = b"import os; os._exit(1)\n"

@@ -58,10 +58,15 @@ class SolutionServer:
 def make_batch(root: Path, selected: list[Case]) -> None:
     released = json.loads((root / "release" / STEM / f"{STEM}.ipynb").read_text())
     for case in selected:
+        if case.folder_link:
+            (root / "submitted" / case.student).symlink_to(root / "submitted" / case.folder_link)
+            continue
         folder = root / "submitted" / case.student / STEM
         folder.mkdir(parents=True)
         for name, data in build(case, released).items():
             (folder / name).write_bytes(data)
+        for name, target in case.links.items():
+            (folder / name).symlink_to(target)
 
 
 def ledger_rows(root: Path) -> dict[str, dict]:
@@ -238,3 +243,44 @@ def test_grader_refuses_without_bubblewrap(tmp_path):
     proc = run_course("grade", STEM, "--no-progress", env=env, check=False)
     assert proc.returncode == 2
     assert "bubblewrap" in proc.stderr and "--unsafe-no-sandbox" in proc.stderr
+
+
+def test_what_the_grader_writes_stays_bounded(hostile):
+    """Floods of messages or cell output do not become huge notebooks or feedback pages."""
+    root = hostile["root"]
+    for case in hostile["cases"]:
+        if case.max_written is None:
+            continue
+        written = sum(
+            p.stat().st_size
+            for top in ("autograded", "feedback")
+            for p in (root / top / case.student).rglob("*")
+            if p.is_file()
+        )
+        assert 0 < written <= case.max_written, (case.student, written)
+    text = json.dumps(_autograded(hostile, "a22_message_flood"))
+    assert text.count("restore the points") < 200  # the forged text is cut, not multiplied
+    flood = _autograded(hostile, "a25_cell_output_flood")
+    shown = sum(len(o.get("text", "")) for c in flood["cells"] for o in c.get("outputs", []))
+    assert shown <= 1_100_000  # 3000 cells printed 15 MB; the submission's output is capped
+
+
+def test_links_are_never_followed_into_course_files(hostile):
+    """A symlinked timestamp.txt pointing at the course's source notebook is not copied into
+    autograded/ or feedback/: the student never receives the solutions or hidden tests."""
+    root = hostile["root"]
+    for top in ("autograded", "feedback"):
+        for path in (root / top / "c15_symlinked_timestamp").rglob("*"):
+            assert not path.is_symlink(), path
+    folder = root / "autograded" / "c15_symlinked_timestamp" / STEM
+    assert not (folder / "timestamp.txt").exists()  # the link was not copied, nor its target
+    page = root / "feedback" / "c15_symlinked_timestamp" / STEM / f"{STEM}.html"
+    assert "BEGIN HIDDEN TESTS" not in page.read_text(encoding="utf-8")
+    assert "seed=7" not in page.read_text(encoding="utf-8")
+    assert hostile["rows"]["c16_symlinked_student_folder"]["status"] == "not graded"
+    assert hostile["rows"]["s01_honest_full"]["score"] == MAX  # the linked-to student is intact
+
+
+def test_the_run_finished_with_csv_and_report(hostile):
+    assert (hostile["root"] / "reports" / f"{STEM}-grades.csv").is_file()
+    assert (hostile["root"] / "reports" / f"{STEM}-report.html").is_file()

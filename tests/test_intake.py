@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 
 import pytest
 
@@ -108,3 +109,57 @@ def test_bad_submissions_never_stop_the_others(tmp_path):
         assert rows[student]["status"].startswith("not graded: "), student
         assert rows[student]["score"] == ""  # not a 0
     assert "rename the notebook back" in rows["renamed"]["status"]
+
+
+def test_links_and_special_files_are_refused_where_a_plain_check_accepts_them(tmp_path):
+    """A symlinked notebook or student folder passes `is_file()` / `is_dir()` (what a plain
+    check asks) and would be graded as the student's own work; intake refuses both."""
+    course = tmp_path / "course"
+    honest = course / "submitted" / "honest" / STEM
+    honest.mkdir(parents=True)
+    (honest / f"{STEM}.ipynb").write_text(json.dumps(solved()))
+    assert intake.check_submission(honest, STEM, RELEASED) is None
+
+    linked_nb = course / "submitted" / "thief" / STEM
+    linked_nb.mkdir(parents=True)
+    (linked_nb / f"{STEM}.ipynb").symlink_to(honest / f"{STEM}.ipynb")
+    assert (linked_nb / f"{STEM}.ipynb").is_file()  # the unprotected check says yes
+    assert "symbolic link" in intake.check_submission(linked_nb, STEM, RELEASED)
+
+    (course / "submitted" / "copycat").symlink_to(course / "submitted" / "honest")
+    folder = course / "submitted" / "copycat" / STEM
+    assert folder.is_dir()
+    assert "symbolic link" in intake.check_submission(folder, STEM, RELEASED)
+
+    fifo_dir = course / "submitted" / "fifo" / STEM
+    fifo_dir.mkdir(parents=True)
+    os.mkfifo(fifo_dir / f"{STEM}.ipynb")
+    assert "special file" in intake.check_submission(fifo_dir, STEM, RELEASED)
+    rejected = {r.student for r in intake.screen(course, STEM, RELEASED)}
+    assert rejected == {"thief", "copycat", "fifo"}
+
+
+@pytest.mark.parametrize(
+    "edit, words",
+    [
+        ("nested", "nested too deeply"),
+        ("nbgrader_string", "nbgrader metadata that is not an object"),
+        ("grade_id_list", "grade_id that is not a string"),
+    ],
+)
+def test_malformed_metadata_is_a_reason_not_a_crash(tmp_path, edit, words):
+    nb = solved()
+    if edit == "nbgrader_string":
+        nb["cells"][0]["metadata"]["nbgrader"] = "oops"
+    elif edit == "grade_id_list":
+        cell = next(c for c in nb["cells"] if c["metadata"].get("nbgrader", {}).get("grade_id"))
+        cell["metadata"]["nbgrader"]["grade_id"] = [cell["metadata"]["nbgrader"]["grade_id"]]
+    text = json.dumps(nb)
+    if edit == "nested":
+        text = text.replace(
+            '"metadata": {}', '"metadata": {"d": ' + "[" * 50_000 + "]" * 50_000 + "}", 1
+        )
+    path = tmp_path / f"{STEM}.ipynb"
+    path.write_text(text)
+    reason = intake.check_notebook(path, RELEASED)
+    assert reason and words in reason

@@ -16,6 +16,7 @@ import textwrap
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bnlab.grading import sandbox
@@ -173,3 +174,89 @@ def test_missing_bubblewrap_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(sandbox, "bwrap_path", lambda: None)
     with pytest.raises(sandbox.SandboxUnavailable, match="--unsafe-no-sandbox"):
         run(tmp_path, "pass")
+
+
+# ----------------------------------------------------------------------------- untrusted /out
+def test_untrusted_reader_refuses_what_a_plain_read_would_hang_or_drown_on(tmp_path):
+    """Each refusal beside what the unprotected read does with the same file."""
+    import threading
+
+    from bnlab.grading import untrusted
+
+    fifo = tmp_path / "progress.jsonl"
+    os.mkfifo(fifo)
+    blocked = threading.Event()
+
+    def plain_open():
+        blocked.set()
+        with open(fifo, "rb"):  # blocks until a writer appears: the old grader hung here
+            pass
+
+    t = threading.Thread(target=plain_open, daemon=True)
+    t.start()
+    blocked.wait()
+    t.join(0.5)
+    assert t.is_alive()  # the unprotected read is still stuck
+    with pytest.raises(untrusted.Untrusted, match="not a regular file"):
+        untrusted.read_bytes(fifo, 1000)
+    with open(fifo, "wb"):  # release the stuck thread
+        pass
+
+    link = tmp_path / "3.json"
+    link.symlink_to("/dev/zero")
+    assert link.stat().st_size == 0  # a size check alone lets it through
+    with pytest.raises(untrusted.Untrusted, match="following links"):
+        untrusted.read_bytes(link, 1000)
+
+
+def test_npz_is_checked_before_anything_is_decompressed(tmp_path):
+    import io
+    import zipfile
+
+    from bnlab.checks.harness import Probe
+    from bnlab.grading import untrusted
+
+    folder = tmp_path / "probe"
+    Probe({"a.out": np.arange(3.0), "a.dtype": np.asarray("float64")}).save(folder)
+    loaded = untrusted.load_probe(folder)
+    assert loaded.arrays["a.out"].tolist() == [0.0, 1.0, 2.0]
+    assert str(loaded.arrays["a.dtype"]) == "float64"
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f8", "fortran_order": False, "shape": (2**24,)}
+    )
+    with zipfile.ZipFile(folder / "arrays.npz", "w", zipfile.ZIP_DEFLATED) as z:
+        with z.open("out.npy", "w", force_zip64=True) as f:
+            f.write(header.getvalue())
+            for _ in range(16):
+                f.write(bytes(2**23))
+    assert (folder / "arrays.npz").stat().st_size < 1_000_000  # 128 MiB inside
+    with pytest.raises(untrusted.Untrusted, match="declares over"):
+        untrusted.load_probe(folder)
+
+    with zipfile.ZipFile(folder / "arrays.npz", "w") as z:
+        buf = io.BytesIO()
+        np.lib.format.write_array(buf, np.zeros(0))
+        for i in range(untrusted.MAX_MEMBERS + 1):
+            z.writestr(f"m{i}.npy", buf.getvalue())
+    with pytest.raises(untrusted.Untrusted, match="members"):
+        untrusted.load_probe(folder)
+
+    lying = io.BytesIO()  # a header that declares 10**12 elements over a few bytes of data
+    np.lib.format.write_array_header_1_0(
+        lying, {"descr": "<f8", "fortran_order": False, "shape": (10**12,)}
+    )
+    with zipfile.ZipFile(folder / "arrays.npz", "w") as z:
+        z.writestr("x.npy", lying.getvalue() + bytes(64))
+    with pytest.raises(untrusted.Untrusted, match="declares more data"):
+        untrusted.load_probe(folder)
+
+
+def test_clean_makes_learner_text_writable():
+    from bnlab.grading import untrusted
+
+    value = {"out": ["ok", "\ud800"], "name": os.fsdecode(b"notes-\xff.txt")}
+    cleaned = untrusted.clean(value)
+    json.dumps(cleaned, ensure_ascii=False).encode("utf-8")  # no UnicodeEncodeError
+    assert cleaned["out"][0] == "ok"

@@ -20,18 +20,21 @@ import ast
 import copy
 import hashlib
 import json
-import shutil
+import os
 import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from bnlab.checks.harness import Probe, Verdict
+from bnlab.checks.harness import Verdict
 from bnlab.core.versions import grader_version
-from bnlab.grading import intake, sandbox
+from bnlab.grading import intake, sandbox, untrusted
 
 NUMPY_MODULES = ("bnlab.checks.forward", "bnlab.checks.backward", "bnlab.checks.running")
+MESSAGE_CHARS = 4000  # one check's message in the autograded notebook and feedback
+CELL_OUTPUT_CHARS = 5000  # one code cell's captured output
+SUBMISSION_OUTPUT_CHARS = 1_000_000  # all captured output of one submission
 STUDENT_ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.@+-")
 
 
@@ -187,10 +190,9 @@ def build_job(cells: list[dict]) -> dict:
 
 # ----------------------------------------------------------------------------- judge
 def _read_json(path: Path, limit: int = 1_000_000):
+    """A JSON file from /out, or None when it is missing or refused (untrusted.read_json)."""
     try:
-        if path.stat().st_size > limit:
-            return None
-        return json.loads(path.read_text(encoding="utf-8"))
+        return untrusted.read_json(path, limit)
     except (OSError, ValueError):
         return None
 
@@ -204,14 +206,14 @@ def judge_cell(cell: dict, job_cell: dict, out: Path, stopped: str | None) -> Ce
     for item in job_cell["probes"]:
         spec = CHECKS[item["check"]]
         folder = out / "probes" / item["key"]
-        if not (folder / "arrays.npz").is_file():
+        if not untrusted.is_regular(folder / "arrays.npz"):
             why = stopped or "the notebook never reached this test (see the cells above)"
             verdicts.append(Verdict(spec.prop, False, f"Not run: {why}."))
             if stopped and stopped not in result.reasons:
                 result.reasons.append(stopped)
             continue
         try:
-            probe = Probe.load(folder)
+            probe = untrusted.load_probe(folder)
         except Exception:  # noqa: BLE001 - anything from the sandbox may be malformed
             verdicts.append(Verdict(spec.prop, False, "The grader could not read this result."))
             if "unreadable result" not in result.reasons:
@@ -224,7 +226,7 @@ def judge_cell(cell: dict, job_cell: dict, out: Path, stopped: str | None) -> Ce
             verdict = Verdict(spec.prop, False, f"The answer could not be judged ({err}).")
         verdicts.append(verdict)
     result.messages = [
-        (f"ok [{i['check']}]: " if v.passed else f"[{i['check']}] ") + v.message
+        (f"ok [{i['check']}]: " if v.passed else f"[{i['check']}] ") + v.message[:MESSAGE_CHARS]
         for i, v in zip(job_cell["probes"], verdicts, strict=True)
     ]
     result.diagnoses = sorted({v.diagnosis for v in verdicts if v.diagnosis and not v.passed})
@@ -254,10 +256,10 @@ def submission_digest(folder: Path, assignment: str) -> str:
     nb = folder / f"{assignment}.ipynb"
     for path in (nb, folder / "timestamp.txt"):
         h.update(path.name.encode())
-        if path.is_file():
-            with open(path, "rb") as f:
-                while chunk := f.read(1 << 20):
-                    h.update(chunk)
+        try:  # never follows a link, never blocks on a FIFO
+            h.update(untrusted.read_bytes(path, intake.MAX_BYTES))
+        except (OSError, ValueError):
+            h.update(b"<unreadable>")
     return h.hexdigest()
 
 
@@ -297,20 +299,28 @@ def grade_submission(
     reason = intake.check_submission(folder, assignment, released)
     if reason:
         return not_graded(student, assignment, digest, reason, master)
-    learner = json.loads((folder / f"{assignment}.ipynb").read_text(encoding="utf-8"))
+    learner = untrusted.clean(
+        untrusted.loads(
+            untrusted.read_bytes(folder / f"{assignment}.ipynb", intake.MAX_BYTES).decode("utf-8")
+        )
+    )
     cells = restore(learner, master)
     job = build_job(cells)
     notes = []
     extra = sorted(
-        p.name
+        untrusted.clean(p.name)
         for p in folder.iterdir()
         if p.name not in (f"{assignment}.ipynb", "timestamp.txt") and not p.name.startswith(".")
     )
     if extra:
         notes.append(f"ignored extra files: {', '.join(extra[:5])}")
     timestamp = None
-    if (folder / "timestamp.txt").is_file():
-        timestamp = (folder / "timestamp.txt").read_text(errors="replace").strip()[:64] or None
+    if os.path.lexists(folder / "timestamp.txt"):
+        try:
+            raw = untrusted.read_bytes(folder / "timestamp.txt", 4096)
+            timestamp = raw.decode("utf-8", "replace").strip()[:64] or None
+        except (OSError, ValueError) as err:
+            notes.append(f"timestamp.txt ignored: {err}")
 
     with tempfile.TemporaryDirectory(prefix="bnlab-grade-") as tmp:
         job_dir, out = Path(tmp) / "job", Path(tmp) / "out"
@@ -327,6 +337,7 @@ def grade_submission(
             stopped += f" while running cell {progress['current'] + 1}"
         by_index = {jc["index"]: jc for jc in job["cells"]}
         results = []
+        budget = SUBMISSION_OUTPUT_CHARS
         for index, cell in enumerate(cells):
             jc = by_index.get(index)
             if jc is None:
@@ -336,14 +347,21 @@ def grade_submission(
                 cell["outputs"] = _outputs_for(res)
                 results.append(res)
             else:
-                record = _read_json(out / "cells" / f"{index}.json") or {}
-                text = str(record.get("stdout", ""))[:5000]
+                record = _read_json(out / "cells" / f"{index}.json")
+                record = record if isinstance(record, dict) else {}
+                text = str(record.get("stdout", ""))[:CELL_OUTPUT_CHARS]
                 if record.get("error"):
                     text += ("\n" if text else "") + str(record["error"])[:500]
+                if len(text) > budget:  # the whole submission's output is capped too
+                    cut = "\n[output cut: the submission's output limit]" if budget > 0 else ""
+                    text = text[: max(budget, 0)] + cut
+                    budget = 0
+                else:
+                    budget -= len(text)
                 if text:
                     cell["outputs"] = [{"output_type": "stream", "name": "stdout", "text": text}]
     notebook = {
-        "cells": cells,
+        "cells": untrusted.clean(cells),
         "metadata": master.get("metadata", {}),
         "nbformat": 4,
         "nbformat_minor": master.get("nbformat_minor", 5),
@@ -363,21 +381,21 @@ def grade_submission(
 
 def _progress(out: Path) -> dict:
     current, finished = None, False
-    try:
-        with open(out / "progress.jsonl", encoding="utf-8", errors="replace") as f:
-            for line in f.read(1_000_000).splitlines():
-                try:
-                    event = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(event, dict) and event.get("event") == "start":
-                    current = event.get("cell") if isinstance(event.get("cell"), int) else None
-                elif isinstance(event, dict) and event.get("event") == "done":
-                    current = None
-                elif isinstance(event, dict) and event.get("event") == "finished":
-                    finished = True
-    except OSError:
-        pass
+    try:  # refused when it is a FIFO, a link or too large: then the progress is unknown
+        text = untrusted.read_bytes(out / "progress.jsonl", 4_000_000).decode("utf-8", "replace")
+    except (OSError, ValueError):
+        text = ""
+    for line in text.splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict) and event.get("event") == "start":
+            current = event.get("cell") if isinstance(event.get("cell"), int) else None
+        elif isinstance(event, dict) and event.get("event") == "done":
+            current = None
+        elif isinstance(event, dict) and event.get("event") == "finished":
+            finished = True
     return {"current": current, "finished": finished}
 
 
@@ -406,6 +424,9 @@ def write_autograded(root: Path, result: SubmissionResult, folder: Path) -> Path
     tmp = path.with_suffix(".ipynb.tmp")
     tmp.write_text(json.dumps(result.notebook, indent=1, ensure_ascii=False), encoding="utf-8")
     tmp.replace(path)
-    if (folder / "timestamp.txt").is_file():
-        shutil.copyfile(folder / "timestamp.txt", target / "timestamp.txt")
+    stamp = target / "timestamp.txt"
+    if result.timestamp:  # the value read without following links, never the learner's file
+        stamp.write_text(result.timestamp + "\n", encoding="utf-8")
+    elif stamp.exists():
+        stamp.unlink()
     return path

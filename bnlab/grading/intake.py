@@ -10,6 +10,8 @@ export says "not graded: <reason>" instead of a score.
 from __future__ import annotations
 
 import json
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,15 +37,42 @@ def _grade_ids(nb: dict) -> list[str]:
     ]
 
 
+def _metadata_problem(nb: dict) -> str | None:
+    """Cells whose nbgrader metadata a grader could not use (a string, a list as grade id)."""
+    for i, cell in enumerate(nb["cells"]):
+        if not isinstance(cell, dict):
+            return f"cell {i + 1} is not a JSON object"
+        meta = cell.get("metadata", {})
+        if not isinstance(meta, dict):
+            return f"cell {i + 1} has metadata that is not an object"
+        nbg = meta.get("nbgrader", {})
+        if not isinstance(nbg, dict):
+            return f"cell {i + 1} has nbgrader metadata that is not an object"
+        if "grade_id" in nbg and not isinstance(nbg["grade_id"], str):
+            return f"cell {i + 1} has a grade_id that is not a string"
+    return None
+
+
 def check_notebook(path: Path, released: dict) -> str | None:
     """The reason a submitted notebook cannot be graded, or None when it can."""
-    size = path.stat().st_size
+    from bnlab.grading import untrusted
+
+    st = os.lstat(path)
+    if not stat.S_ISREG(st.st_mode):
+        return (
+            f"{path.name} is a symbolic link or a special file, not the notebook itself: "
+            "submit the .ipynb file"
+        )
+    size = st.st_size
     if size > MAX_BYTES:
         return (
             f"the notebook is {size / 2**20:.0f} MB, over the {MAX_BYTES // 2**20} MB limit: "
             "clear all outputs (Kernel > Restart Kernel and Clear Outputs), save, resubmit"
         )
-    raw = path.read_bytes()
+    try:  # without following links or blocking: the file may have been swapped since lstat
+        raw = untrusted.read_bytes(path, MAX_BYTES)
+    except (OSError, ValueError) as err:
+        return f"the notebook could not be read safely ({err}): submit the .ipynb file itself"
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -53,7 +82,12 @@ def check_notebook(path: Path, released: dict) -> str | None:
             "your answers into it"
         )
     try:
-        nb = json.loads(text)
+        nb = untrusted.loads(text)
+    except untrusted.Untrusted:
+        return (
+            "the notebook's JSON is nested too deeply to be a notebook: re-download it from "
+            "the course page and copy your answers into it"
+        )
     except json.JSONDecodeError as err:
         return (
             f"not valid JSON (line {err.lineno}, column {err.colno}: {err.msg}): the file "
@@ -74,6 +108,12 @@ def check_notebook(path: Path, released: dict) -> str | None:
         return (
             f"notebook format version {version!r}, expected 4: open it in "
             "Jupyter (Lab or Notebook 7), save it, and resubmit"
+        )
+    problem = _metadata_problem(nb)
+    if problem:
+        return (
+            f"{problem} (edited outside Jupyter): re-download the notebook from the course "
+            "page and copy your answers into it"
         )
     import nbformat
 
@@ -104,6 +144,17 @@ def check_notebook(path: Path, released: dict) -> str | None:
 def check_submission(folder: Path, assignment: str, released: dict) -> str | None:
     """Check submitted/STUDENT/ASSIGNMENT/: the expected notebook, present and readable."""
     expected = folder / f"{assignment}.ipynb"
+    for where in (folder.parent, folder):  # submitted/STUDENT and submitted/STUDENT/ASSIGNMENT
+        if os.path.islink(where):
+            return (
+                f"the folder {where.name} is a symbolic link (to another student's or the "
+                "course's files): submit your own notebook"
+            )
+    if os.path.lexists(expected) and not os.path.isfile(expected) or os.path.islink(expected):
+        return (
+            f"{expected.name} is a symbolic link or a special file, not the notebook itself: "
+            "submit the .ipynb file"
+        )
     if not expected.is_file():
         others = sorted(p.name for p in folder.glob("*.ipynb"))
         if others:
