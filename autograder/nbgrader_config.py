@@ -40,6 +40,10 @@ c.IgnorePattern.pattern = (
 c.Execute.timeout = 120
 c.Execute.interrupt_on_timeout = True
 
+# Pages rendered from learner notebooks (feedback, formgrader) carry no live learner HTML; the
+# grader has already escaped it in the autograded notebook, and nbconvert sanitizes again.
+c.HTMLExporter.sanitize_html = True
+
 # Feedback returned to learners never contains the hidden tests: not in a cell's source
 # (ClearHiddenTests) and not quoted by a traceback (bn_feedback.ScrubHiddenTracebacks).
 c.GenerateFeedback.preprocessors = [

@@ -265,6 +265,12 @@ for _i in range(400):  # the result files of all later cells point at an endless
         pass
 """
 
+XSS_MARKDOWN = (
+    "My notes. <script>document.title = 'pwned'; window.pwned = 1;</script>\n\n"
+    '<img src="x" onerror="document.title = \'pwned\'; window.pwned = 1;">\n\n'
+    '<a href="javascript:window.pwned = 1">link</a> <iframe src="javascript:1"></iframe>'
+)
+
 SURROGATE_OUTPUT = """
 print("a lone surrogate:", "\\ud800")
 """
@@ -448,6 +454,12 @@ def cases(fill: dict) -> list[Case]:
             edit="surrogate_markdown",
             expect=HONEST,
         ),
+        Case(
+            "a27_html_in_markdown",
+            {"batchnorm_forward": IDENTITY},
+            edit="xss_markdown",
+            expect=HONEST,
+        ),
         Case("c10_deeply_nested_json", edit="nested", reason="nested too deeply"),
         Case("c11_nbgrader_metadata_string", edit="nbgrader_string", reason="not an object"),
         Case("c12_grade_id_list", edit="grade_id_list", reason="grade_id that is not a string"),
@@ -571,6 +583,15 @@ def build(case: Case, released: dict) -> dict[str, bytes]:
     elif edit == "surrogate_markdown":
         nb["cells"].append(
             {"cell_type": "markdown", "id": "lone", "metadata": {}, "source": "a \ud800 b"}
+        )
+    elif edit == "xss_markdown":  # stored XSS against the instructor who opens the pages
+        nb["cells"].append(
+            {
+                "cell_type": "markdown",
+                "id": "xss",
+                "metadata": {},
+                "source": XSS_MARKDOWN,
+            }
         )
     elif edit == "nested":
         nb["cells"][0]["metadata"]["deep"] = "__DEEP__"

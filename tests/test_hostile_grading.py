@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from adversarial_cases import MAX, STEM, Case, build, cases, solution
+from adversarial_cases import MAX, STEM, XSS_MARKDOWN, Case, build, cases, solution
 
 from bnlab.grading import ledger
 from conftest import REPO, run_course
@@ -284,3 +284,54 @@ def test_links_are_never_followed_into_course_files(hostile):
 def test_the_run_finished_with_csv_and_report(hostile):
     assert (hostile["root"] / "reports" / f"{STEM}-grades.csv").is_file()
     assert (hostile["root"] / "reports" / f"{STEM}-report.html").is_file()
+
+
+def test_learner_html_never_runs_in_the_pages_an_instructor_opens(hostile):
+    """The feedback page of a submission whose markdown carries <script>, onerror= and
+    javascript: links, opened in headless Chromium: nothing of it runs. The autograded notebook
+    (which the formgrader renders) holds the markup escaped."""
+    from test_book import chromium
+
+    nb = _autograded(hostile, "a27_html_in_markdown")
+    xss = next(c for c in nb["cells"] if c["id"] == "xss")
+    source = "".join(xss["source"])
+    assert "<script" not in source and "onerror" not in source and "&lt;script&gt;" in source
+    page = hostile["root"] / "feedback" / "a27_html_in_markdown" / STEM / f"{STEM}.html"
+    report = hostile["root"] / "reports" / f"{STEM}-report.html"
+    assert "Content-Security-Policy" in report.read_text(encoding="utf-8")
+    browser_path = chromium()
+    if browser_path is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("Debian's chromium is missing: `make test` installs it (apt-get)")
+        pytest.skip("chromium not installed")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=browser_path,
+            args=["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync"],
+        )
+        try:
+            tab = browser.new_page()
+            tab.route(
+                "**/*",
+                lambda r: (
+                    r.continue_() if r.request.url.startswith(("file:", "data:")) else r.abort()
+                ),
+            )
+            for target in (page, report):
+                tab.goto(target.as_uri())
+                tab.wait_for_timeout(300)
+                assert tab.title() != "pwned", target
+                assert tab.evaluate("typeof window.pwned") == "undefined", target
+            # The same markup unsanitized does run: the browser check can fail.
+            control = hostile["root"] / "control.html"
+            control.write_text(f"<html><body>{XSS_MARKDOWN}</body></html>", encoding="utf-8")
+            tab.goto(control.as_uri())
+            tab.wait_for_timeout(300)
+            assert tab.evaluate("typeof window.pwned") == "number"
+            tab.goto(page.as_uri())
+            for link in tab.query_selector_all("a"):
+                assert not (link.get_attribute("href") or "").startswith("javascript:")
+        finally:
+            browser.close()

@@ -340,8 +340,35 @@ def framework_verdict(prop: str, probe: Probe, what: str, numpy: bool = True) ->
     )
 
 
+def quote_learner(text: str, limit: int = 500) -> str:
+    """Text that came from learner code (an exception's message, printed output), shown only as
+    a quoted, labelled excerpt: it cannot pass for the grader's own words ("ok [...]")."""
+    text = str(text)
+    if len(text) > limit:
+        text = text[:limit] + "..."
+    return "[from your code] " + repr(text)
+
+
+# Messages the probes themselves write (not learner text): shown as they are.
+OWN_MESSAGES = (
+    "returned ",
+    "out is not an array",
+    "the forward pass did not return",
+    "the backward pass must return",
+    "torch could not load your state_dict",
+)
+
+
 def error_verdict(prop: str, probe: Probe) -> Verdict | None:
     if probe.errors:
         key, message = next(iter(probe.errors.items()))
-        return Verdict(prop, False, f"{key} raised {message}", diagnosis="exception")
+        key = " ".join(str(key).split())[:120]
+        name, sep, rest = str(message).partition(": ")
+        if sep and name.replace(".", "").isidentifier():  # an exception: "ValueError: ..."
+            shown = f"{name}: {quote_learner(rest)}"
+        elif str(message).startswith(OWN_MESSAGES):
+            shown = str(message)[:500]
+        else:
+            shown = quote_learner(message)
+        return Verdict(prop, False, f"{key} raised {shown}", diagnosis="exception")
     return None

@@ -160,6 +160,12 @@ def restore(learner: dict, master: dict) -> list[dict]:
             if new["cell_type"] not in ("code", "markdown", "raw"):
                 new["cell_type"] = "raw"
         new["id"] = str(cell.get("id") or grade_id or f"cell-{len(cells)}")[:64]
+        if new["cell_type"] != "code" and new["source"] != (trusted.get(grade_id) or {}).get(
+            "source"
+        ):
+            # Learner-written markdown and raw cells are rendered as HTML by the feedback
+            # page and the formgrader, which the instructor opens logged in: no live HTML.
+            new["source"] = untrusted.safe_markdown(new["source"])
         if new["cell_type"] == "code":
             new["outputs"], new["execution_count"] = [], None
         else:

@@ -11,7 +11,9 @@ of a submission. The grader reads them only through these functions:
 * `load_probe` inspects an npz before loading it: the member count, every member's declared
   size, dtype and shape (read from its header, checked against the member's size), and the total,
   so a decompression bomb or 40,000 empty members cost nothing;
-* `clean` makes any learner-originated text safe to write as UTF-8.
+* `clean` makes any learner-originated text safe to write as UTF-8;
+* `safe_markdown` leaves a learner's markdown with no live HTML (scripts, event handlers,
+  iframes, forms, javascript: links), as the feedback page and the formgrader render it.
 """
 
 from __future__ import annotations
@@ -94,6 +96,57 @@ def clean(value, depth: int = 0):
     if isinstance(value, dict):
         return {clean(k, depth + 1): clean(v, depth + 1) for k, v in value.items()}
     return value
+
+
+# Markdown needs no HTML beyond formatting; links and images keep only safe attributes.
+SAFE_TAGS = {
+    "a",
+    "b",
+    "blockquote",
+    "br",
+    "code",
+    "div",
+    "em",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "hr",
+    "i",
+    "img",
+    "li",
+    "ol",
+    "p",
+    "pre",
+    "span",
+    "strong",
+    "sub",
+    "sup",
+    "table",
+    "tbody",
+    "td",
+    "th",
+    "thead",
+    "tr",
+    "ul",
+}
+SAFE_ATTRIBUTES = {"a": ["href", "title"], "img": ["src", "alt", "title"]}
+
+
+def safe_markdown(source) -> str:
+    """Markdown whose HTML is inert: disallowed tags are escaped (shown as text), attributes
+    such as onerror= dropped, and only http(s), mailto and data-free links kept."""
+    import bleach
+
+    text = "".join(source) if isinstance(source, list) else str(source)
+    return bleach.clean(
+        text,
+        tags=SAFE_TAGS,
+        attributes=SAFE_ATTRIBUTES,
+        protocols={"http", "https", "mailto"},
+        strip=False,
+        strip_comments=True,
+    )
 
 
 def loads(text: str):
