@@ -32,6 +32,14 @@ def grade(args, root: Path) -> int:
 
     if args.zip:
         workflow.zip_collect(args.zip.resolve(), args.assignment, root, args.zip_regexp)
+    if not args.unsafe_no_sandbox:
+        version, why = sandbox.cgroup_status()
+        if version is None:
+            print(
+                f"bn-course grade: WARNING: no cgroup per submission ({why}): memory, "
+                "process and CPU limits hold per process only",
+                file=sys.stderr,
+            )
     if args.unsafe_no_sandbox:
         print(
             "bn-course grade: WARNING: --unsafe-no-sandbox: learner code runs with YOUR "

@@ -155,6 +155,79 @@ def test_process_limit(tmp_path):
     assert run(tmp_path, code, limits=sandbox.Limits(processes=1024))[1] == "ok"
 
 
+def _need_cgroups():
+    if sandbox.cgroup_version() is None:
+        if os.environ.get("CI") == "true" and os.geteuid() == 0:
+            pytest.fail(f"cgroups unusable on this CI machine: {sandbox.cgroup_status()[1]}")
+        pytest.skip(f"no usable cgroups here: {sandbox.cgroup_status()[1]}")
+
+
+def test_memory_limit_counts_shared_mappings(tmp_path):
+    """RLIMIT_DATA does not count a shared anonymous mapping; the submission's cgroup does."""
+    _need_cgroups()
+    code = report(
+        "import mmap\n"
+        "        m = mmap.mmap(-1, 1536 * 2**20, flags=mmap.MAP_SHARED)\n"
+        "        for i in range(0, len(m), 4096):\n"
+        "            m[i] = 1"
+    )
+    limits = sandbox.Limits(memory_bytes=2**30)
+    outcome, result = run(tmp_path, code, limits=limits)
+    assert result is None and outcome.memory_limit_hit, outcome
+    assert "memory" in outcome.limit_reason
+    off = sandbox.Limits(memory_bytes=2**30, cgroups=False)
+    assert run(tmp_path, code, limits=off)[1] == "ok"  # per-process rlimits alone let it through
+
+
+def test_memory_limit_holds_for_all_processes_together(tmp_path):
+    """Three children of 600 MB each: under a per-process limit of 1 GiB every one fits."""
+    _need_cgroups()
+    code = """
+    import os, time
+    pids = []
+    for _ in range(3):
+        pid = os.fork()
+        if pid == 0:
+            block = b"\\x01" * (600 * 2**20)
+            time.sleep(1.5)
+            os._exit(0)
+        pids.append(pid)
+    codes = [os.waitpid(p, 0)[1] for p in pids]
+    open("/out/result", "w").write("ok" if not any(codes) else "killed")
+    """
+    limits = sandbox.Limits(memory_bytes=2**30)
+    outcome, result = run(tmp_path, code, limits=limits)
+    assert result != "ok" and outcome.memory_limit_hit, (result, outcome)
+    off = sandbox.Limits(memory_bytes=2**30, cgroups=False)
+    assert run(tmp_path, code, limits=off)[1] == "ok"
+
+
+def test_cpu_share_holds_for_all_processes_together(tmp_path):
+    """Four busy processes for 2 s take about 2 cores' worth without the quota, and no more
+    than the submission's share with it: a neighbour graded at the same time keeps its core."""
+    _need_cgroups()
+    code = """
+    import os, time
+    pids = []
+    for _ in range(4):
+        pid = os.fork()
+        if pid == 0:
+            t = time.time()
+            while time.time() - t < 2:
+                pass
+            os._exit(0)
+        pids.append(pid)
+    for p in pids:
+        os.waitpid(p, 0)
+    t = os.times()
+    open("/out/result", "w").write(str(t.children_user + t.children_system))
+    """
+    share = float(run(tmp_path, code, limits=sandbox.Limits(cpu_share=0.5))[1])
+    free = float(run(tmp_path, code, limits=sandbox.Limits(cgroups=False))[1])
+    assert share < 1.5, share  # 0.5 core for ~2 s
+    assert free > 1.5 * share, (free, share)
+
+
 def test_output_limit(tmp_path):
     """A flood is cut at the file-size limit (Python ignores SIGXFSZ: the write comes back
     short, the next one fails with EFBIG); the grader keeps only a tail of it."""

@@ -19,6 +19,7 @@ bubblewrap creates a user namespace instead (the code runs as the instructor's o
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import shutil
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import bnlab
+from bnlab.grading import cgroups
 
 NOBODY = 65534
 UID_BASE = 100_000  # as root, each grading process gives its sandboxes their own uid
@@ -65,6 +67,8 @@ class Limits:
     processes: int = 256  # RLIMIT_NPROC for the sandbox user (threads count too)
     file_bytes: int = 16 * 2**20  # RLIMIT_FSIZE: any single file, stdout included
     output_chars: int = 20_000  # how much of stdout/stderr the grader keeps
+    cpu_share: float = 0.9  # cores the whole submission may use at once (cgroup CPU quota)
+    cgroups: bool = True  # whole-submission memory, processes and CPU (bnlab.grading.cgroups)
 
 
 @dataclass
@@ -76,12 +80,18 @@ class Outcome:
     stderr: str
     output_bytes: int = 0  # what reached stdout and stderr (each file is cut at file_bytes)
     output_capped: bool = False
+    cgroup: str | None = None  # "v1" / "v2" when the submission ran in its own cgroup
+    memory_limit_hit: bool = False  # the cgroup's memory limit (all processes together)
+    process_limit_hit: bool = False
+    peak_memory: int = 0  # bytes, all processes together (cgroup accounting)
 
     @property
     def limit_reason(self) -> str | None:
         """Which limit stopped the run, in words, or None when it ended by itself."""
         if self.timed_out:
             return "it ran past the time limit and was stopped"
+        if self.memory_limit_hit and self.returncode != 0:
+            return "its processes together used more memory than allowed and it was stopped"
         rc = self.returncode
         if rc is None or rc == 0:
             return None
@@ -92,6 +102,16 @@ class Outcome:
         if rc in (-signal.SIGKILL, 128 + signal.SIGKILL, -signal.SIGSEGV, 128 + signal.SIGSEGV):
             return "it was killed (out of memory or a crash)"
         return f"the notebook's process exited early (exit code {rc})"
+
+
+@functools.cache
+def cgroup_status() -> tuple[str | None, str]:
+    """('v1' | 'v2' | None, in words): checked once per process."""
+    return cgroups.available()
+
+
+def cgroup_version() -> str | None:
+    return cgroup_status()[0]
 
 
 def bwrap_path() -> str | None:
@@ -237,6 +257,15 @@ def run(
     else:  # --unsafe-no-sandbox: same runner, same limits, no isolation
         cmd = [{"/job": str(job), "/out": str(out)}.get(a, a) for a in argv]
     cmd = _prlimit(limits, privileged and sandbox) + cmd
+    group = None
+    if sandbox and limits.cgroups and cgroup_version() is not None:
+        try:
+            group = cgroups.Cgroup.create(
+                cgroup_version(), limits.memory_bytes, limits.processes, limits.cpu_share
+            )
+            cmd = group.join_command(cmd)
+        except OSError:
+            group = None
     stdout_path, stderr_path = out / ".stdout", out / ".stderr"
     start = time.monotonic()
     with (
@@ -267,6 +296,15 @@ def run(
             timer.cancel()
         timed_out = expired.is_set()
     wall = time.monotonic() - start
+    usage = {}
+    if group is not None:
+        usage = {
+            "cgroup": group.version,
+            "memory_limit_hit": group.hit_memory_limit(),
+            "process_limit_hit": group.hit_process_limit(),
+            "peak_memory": group.peak_memory(),
+        }
+        group.remove()  # kills whatever is left, even outside the process group
 
     def tail(path: Path) -> str:
         try:
@@ -285,4 +323,5 @@ def run(
         tail(stderr_path),
         sum(sizes),
         max(sizes) >= limits.file_bytes,
+        **usage,
     )

@@ -1,0 +1,189 @@
+"""A control group per sandbox: limits that hold for the whole submission, not per process.
+
+rlimits are per process (RLIMIT_DATA does not even count shared mappings, and three children
+may each take the whole allowance), so each sandbox run also gets its own cgroup with
+
+* memory: `memory.limit_in_bytes` and `memory.memsw.limit_in_bytes` (v1) or `memory.max` and
+  `memory.swap.max = 0` (v2): every process of the submission together, shared mappings and
+  page cache included, no swap;
+* processes: `pids.max` for the whole tree;
+* CPU: a CFS quota (`cpu.cfs_quota_us` / `cpu.max`) of a fraction of one core, so that a
+  submission running 240 busy processes slows only itself, not the honest neighbour graded
+  beside it.
+
+Both cgroup versions are supported: v1 hierarchies under /sys/fs/cgroup/{memory,pids,cpu}
+(this project's machines), the unified v2 tree elsewhere. `available()` says which is usable
+and, when none is, why; the grader then prints that the limits are per process only.
+The sandbox process joins its cgroups itself, before it executes prlimit and bubblewrap
+(`join_command`), so everything the submission starts is inside from the first instruction.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path("/sys/fs/cgroup")
+PREFIX = "bnlab"
+CPU_PERIOD_US = 100_000
+_counter = itertools.count()
+_lock = threading.Lock()
+
+
+def _v1_ok() -> bool:
+    return all((ROOT / c / "cgroup.procs").exists() for c in ("memory", "pids", "cpu"))
+
+
+def _v2_ok() -> bool:
+    controllers = ROOT / "cgroup.controllers"
+    if not controllers.exists():
+        return False
+    have = set(controllers.read_text().split())
+    return {"memory", "pids", "cpu"} <= have
+
+
+def available() -> tuple[str | None, str]:
+    """('v1' | 'v2' | None, why): which cgroup version this grader can use here."""
+    if os.geteuid() != 0:
+        return None, "not running as root (cgroups need root, or a delegated subtree)"
+    for version, ok in (("v1", _v1_ok), ("v2", _v2_ok)):
+        if ok():
+            try:
+                probe = Cgroup.create(version, memory_bytes=64 * 2**20, pids=8, cpu=1.0)
+                probe.remove()
+                return version, f"cgroup {version}"
+            except OSError as err:
+                return None, f"cgroup {version} is mounted but not writable ({err})"
+    return None, "no cgroup v1 memory/pids/cpu hierarchy and no cgroup v2 tree with them"
+
+
+@dataclass
+class Cgroup:
+    version: str
+    dirs: list[Path] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, version: str, memory_bytes: int, pids: int, cpu: float) -> Cgroup:
+        with _lock:
+            name = f"{PREFIX}-{os.getpid()}-{next(_counter)}"
+        group = cls(version)
+        quota = max(1000, int(cpu * CPU_PERIOD_US))
+        try:
+            if version == "v1":
+                for controller in ("memory", "pids", "cpu"):
+                    d = ROOT / controller / name
+                    d.mkdir()
+                    group.dirs.append(d)
+                mem = ROOT / "memory" / name
+                _write(mem / "memory.limit_in_bytes", memory_bytes)
+                if (mem / "memory.memsw.limit_in_bytes").exists():
+                    _write(mem / "memory.memsw.limit_in_bytes", memory_bytes)  # no swap
+                _write(ROOT / "pids" / name / "pids.max", pids)
+                _write(ROOT / "cpu" / name / "cpu.cfs_period_us", CPU_PERIOD_US)
+                _write(ROOT / "cpu" / name / "cpu.cfs_quota_us", quota)
+            else:
+                control = ROOT / "cgroup.subtree_control"
+                enabled = set(control.read_text().split())
+                missing = {"memory", "pids", "cpu"} - enabled
+                if missing:
+                    _write(control, " ".join(f"+{c}" for c in sorted(missing)))
+                d = ROOT / name
+                d.mkdir()
+                group.dirs.append(d)
+                _write(d / "memory.max", memory_bytes)
+                if (d / "memory.swap.max").exists():
+                    _write(d / "memory.swap.max", 0)
+                _write(d / "pids.max", pids)
+                _write(d / "cpu.max", f"{quota} {CPU_PERIOD_US}")
+        except OSError:
+            group.remove()
+            raise
+        return group
+
+    def procs_files(self) -> list[str]:
+        return [str(d / "cgroup.procs") for d in self.dirs]
+
+    def join_command(self, argv: list[str]) -> list[str]:
+        """argv, run by a shell that first moves itself into every cgroup of this group."""
+        files = " ".join(self.procs_files())  # our own paths: no characters to quote
+        script = f'for f in {files}; do echo $$ > "$f" || exit 125; done; exec "$@"'
+        return ["/bin/sh", "-c", script, "sh", *argv]
+
+    def _memory_dir(self) -> Path:
+        return next(d for d in self.dirs if self.version == "v2" or d.parent.name == "memory")
+
+    def peak_memory(self) -> int:
+        d = self._memory_dir()
+        name = "memory.max_usage_in_bytes" if self.version == "v1" else "memory.peak"
+        try:
+            return int((d / name).read_text())
+        except (OSError, ValueError):
+            return 0
+
+    def hit_memory_limit(self) -> bool:
+        d = self._memory_dir()
+        try:
+            if self.version == "v1":
+                control = dict(
+                    line.split() for line in (d / "memory.oom_control").read_text().splitlines()
+                )
+                if "oom_kill" in control:
+                    return int(control["oom_kill"]) > 0
+                return int((d / "memory.failcnt").read_text()) > 0
+            events = dict(line.split() for line in (d / "memory.events").read_text().splitlines())
+            return int(events.get("oom_kill", 0)) > 0
+        except (OSError, ValueError):
+            return False
+
+    def hit_process_limit(self) -> bool:
+        d = next((d for d in self.dirs if self.version == "v2" or d.parent.name == "pids"), None)
+        try:
+            if self.version == "v2":
+                events = dict(
+                    line.split() for line in (d / "pids.events").read_text().splitlines()
+                )
+                return int(events.get("max", 0)) > 0
+            return int((d / "pids.events").read_text().split()[-1]) > 0
+        except (OSError, ValueError, IndexError, AttributeError):
+            return False
+
+    def kill_all(self) -> None:
+        """SIGKILL everything left in the group (a process that escaped the process group)."""
+        for _ in range(20):
+            pids = set()
+            for f in self.procs_files():
+                try:
+                    pids |= {int(p) for p in Path(f).read_text().split()}
+                except (OSError, ValueError):
+                    pass
+            if not pids:
+                return
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.05)
+
+    def remove(self) -> None:
+        self.kill_all()
+        for d in reversed(self.dirs):
+            for _ in range(50):
+                try:
+                    d.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.02)
+        self.dirs = []
+
+
+def _write(path: Path, value) -> None:
+    with open(path, "w") as f:
+        f.write(str(value))
