@@ -176,7 +176,13 @@ def test_report_is_self_contained(tmp_path):
     assert "<script" not in html
     assert "<link" not in html
     assert "@import" not in html and "url(" not in html
-    assert "src=" not in html and "http" not in html.replace("http://www.w3.org/2000/svg", "")
+    csp = (
+        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
+        "style-src 'unsafe-inline'; img-src data:\">"
+    )
+    assert html.count(csp) == 1  # no script or remote resource may run, even if injected
+    rest = html.replace(csp, "").replace("http://www.w3.org/2000/svg", "")
+    assert "src=" not in rest and "http" not in rest
 
 
 def test_report_escapes_learner_text(tmp_path):
