@@ -20,7 +20,6 @@ import argparse
 import ast
 import copy
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -30,8 +29,10 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "bench"))
 os.environ.setdefault("BNLAB_REFERENCE_CACHE", tempfile.mkdtemp(prefix="bnlab-mutants-"))
 
+from bench_book import machine  # noqa: E402
 from corpus_tools import answer_cells, notebook_with, solution_source  # noqa: E402
 
 from bnlab import checks  # noqa: E402
@@ -270,18 +271,6 @@ def run(stem: str, limit: int | None) -> dict:
         "unexplained": unexplained,
         "seconds": time.perf_counter() - start,
     }
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 def main() -> int:

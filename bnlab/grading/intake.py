@@ -150,12 +150,7 @@ def check_submission(folder: Path, assignment: str, released: dict) -> str | Non
                 f"the folder {where.name} is a symbolic link (to another student's or the "
                 "course's files): submit your own notebook"
             )
-    if os.path.lexists(expected) and not os.path.isfile(expected) or os.path.islink(expected):
-        return (
-            f"{expected.name} is a symbolic link or a special file, not the notebook itself: "
-            "submit the .ipynb file"
-        )
-    if not expected.is_file():
+    if not os.path.lexists(expected):  # a link or special file: check_notebook refuses it
         others = sorted(p.name for p in folder.glob("*.ipynb"))
         if others:
             return (
