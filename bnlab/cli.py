@@ -61,6 +61,7 @@ def grade(args, root: Path) -> int:
             ),
             progress=not args.no_progress,
             feedback=not args.no_feedback,
+            run_seed=args.seed,
         )
     except sandbox.SandboxUnavailable as err:
         print(f"bn-course grade: refusing to grade: {err}", file=sys.stderr)
@@ -68,7 +69,7 @@ def grade(args, root: Path) -> int:
     print(
         f"{args.assignment}: graded {summary.graded}, not graded {summary.not_graded}, "
         f"unchanged {summary.skipped}, grader errors {len(summary.failed)} "
-        f"in {summary.wall_s:.1f} s"
+        f"in {summary.wall_s:.1f} s (input seed {summary.run_seed}: --seed to reproduce)"
     )
     for line in summary.failed:
         print(f"grader error (retried on the next run): {line}", file=sys.stderr)
@@ -115,6 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--time-limit", type=float, default=120.0, help="seconds per submission")
     p.add_argument("--memory-limit", type=float, default=4.0, help="GiB per submission")
     p.add_argument("--no-feedback", action="store_true", help="skip generate_feedback")
+    p.add_argument(
+        "--seed",
+        type=int,
+        help="the run's input seed (default: drawn afresh, so hidden inputs change every run)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument(
         "--unsafe-no-sandbox",

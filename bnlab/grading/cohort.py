@@ -22,6 +22,7 @@ import contextlib
 import csv
 import json
 import os
+import secrets
 import sys
 import time
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ class Task:
     use_sandbox: bool
     digest: str
     reference_cache: str | None = None
+    run_seed: int | None = None
 
 
 def grade_task(task: Task) -> grader.SubmissionResult:
@@ -57,6 +59,7 @@ def grade_task(task: Task) -> grader.SubmissionResult:
         task.limits,
         task.use_sandbox,
         task.digest,
+        task.run_seed,
     )
 
 
@@ -68,6 +71,7 @@ class Summary:
     skipped: int = 0  # already graded, unchanged
     failed: list[str] = field(default_factory=list)  # grader errors: retried on the next run
     wall_s: float = 0.0
+    run_seed: int | None = None
     csv: Path | None = None
     report: Path | None = None
 
@@ -94,8 +98,13 @@ def grade_cohort(
     limits: sandbox.Limits | None = None,
     progress: bool = True,
     feedback: bool = True,
+    run_seed: int | None = None,
 ) -> Summary:
-    """Grade every submission of `assignment` that is not graded yet (or changed)."""
+    """Grade every submission of `assignment` that is not graded yet (or changed).
+
+    The checks' inputs are drawn afresh for each run (`grader.run_input_seed`) from `run_seed`,
+    or from $BNLAB_RUN_SEED, or from the system's random source; the seed is recorded with each
+    result so that a run can be reproduced (`bn-course grade --seed N`)."""
     start = time.perf_counter()
     if use_sandbox and sandbox.bwrap_path() is None:
         raise sandbox.SandboxUnavailable(
@@ -104,11 +113,17 @@ def grade_cohort(
             "learner code running under your own account"
         )
     master, released = grader.load_master(root, assignment)
-    cache = prime(root, assignment, master)
+    if run_seed is None:
+        run_seed = (
+            int(os.environ["BNLAB_RUN_SEED"])
+            if os.environ.get("BNLAB_RUN_SEED")
+            else secrets.randbelow(2**31)
+        )
+    cache = prime(root, assignment, master, run_seed)
     limits = limits or sandbox.Limits()
     db_url = db_url or default_db(root)
     gb = ledger.open_gradebook(db_url)
-    summary = Summary(assignment)
+    summary = Summary(assignment, run_seed=run_seed)
     try:
         ledger.check_assignment(gb, assignment)
         done = ledger.digests(gb, assignment)
@@ -129,6 +144,7 @@ def grade_cohort(
                         use_sandbox,
                         digest,
                         str(cache),
+                        run_seed,
                     )
                 )
         folders = {t.student: Path(t.folder) for t in todo}
@@ -199,12 +215,13 @@ def _run(todo: list[Task], workers, scheduler, progress: bool):
         bar.close()
 
 
-def prime(root: Path, assignment: str, master: dict) -> Path:
+def prime(root: Path, assignment: str, master: dict, run_seed: int | None = None) -> Path:
     """Fill the reference cache of an assignment by judging the instructor's own solution (in
-    this process: it is trusted code), once per grader version; return the cache folder."""
+    this process: it is trusted code) on the run's inputs, once per grader version and run
+    seed; return the cache folder."""
     cache = root / ".cache" / "references"
     os.environ[refcache.ENV] = str(cache)
-    marker = cache / f"primed-{assignment}-{grader.grader_version()}"
+    marker = cache / f"primed-{assignment}-{grader.grader_version()}-{run_seed}"
     if marker.exists():
         return cache
     from bnlab.checks import CHECKS
@@ -224,12 +241,13 @@ def prime(root: Path, assignment: str, master: dict) -> Path:
                 for item in grader.plan_test_cell(grader.cell_source(cell)):
                     spec = CHECKS[item["check"]]
                     learner = [namespace[n] for n in item["names"]]
-                    cases = spec.module.cases(spec.prop, item["seed"])
+                    seed = grader.run_input_seed(run_seed, item["check"], item["seed"])
+                    cases = spec.module.cases(spec.prop, seed)
                     verdict = spec.module.judge(
                         spec.prop, cases, spec.module.probe(*learner, cases), spec.what
                     )
                     if not verdict.passed:
-                        failing.append(f"{item['check']} (seed {item['seed']})")
+                        failing.append(f"{item['check']} (seed {item['seed']}, input seed {seed})")
     if failing:
         print(
             f"bn-course: warning: the instructor's solution of {assignment} fails "

@@ -61,6 +61,7 @@ class SubmissionResult:
     timestamp: str | None = None
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    run_seed: int | None = None  # the grading run's input seed (instructor-only, in the ledger)
 
     @property
     def score(self) -> float | None:
@@ -127,6 +128,23 @@ def plan_test_cell(source: str) -> list[dict]:
     return items
 
 
+def run_input_seed(run_seed: int | None, check_id: str, seed: int) -> int:
+    """The seed a check's inputs are drawn from in one grading run.
+
+    Everything inside the sandbox can be read by learner code and carried out through its
+    output (printed, raised, written into a later cell), so inputs that stay the same from run
+    to run could be answered by a lookup table built offline from an earlier run's feedback.
+    Each `bn-course grade` run therefore draws a fresh `run_seed` (kept outside the sandbox and
+    out of the feedback) and every check's inputs come from this mix of it with the seed
+    written in the test cell. With `run_seed=None` the test cell's own seed is used, as in the
+    learner's notebook.
+    """
+    if run_seed is None:
+        return seed
+    digest = hashlib.sha256(f"{int(run_seed)}:{check_id}:{int(seed)}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") % 2**31
+
+
 def _nbg(cell) -> dict:
     meta = cell.get("metadata") if isinstance(cell, dict) else None
     nbg = meta.get("nbgrader") if isinstance(meta, dict) else None
@@ -175,7 +193,7 @@ def restore(learner: dict, master: dict) -> list[dict]:
     return cells
 
 
-def build_job(cells: list[dict]) -> dict:
+def build_job(cells: list[dict], run_seed: int | None = None) -> dict:
     job_cells, numpy_only = [], True
     from bnlab.checks import CHECKS
 
@@ -187,6 +205,7 @@ def build_job(cells: list[dict]) -> dict:
             items = plan_test_cell(cell_source(cell))
             for k, item in enumerate(items):
                 item["key"] = f"{index}-{k}"
+                item["seed"] = run_input_seed(run_seed, item["check"], item["seed"])
                 numpy_only &= CHECKS[item["check"]].module.__name__ in NUMPY_MODULES
             job_cells.append({"index": index, "kind": "test", "probes": items})
         else:
@@ -287,9 +306,11 @@ def grade_submission(
     limits: sandbox.Limits | None = None,
     use_sandbox: bool = True,
     digest: str | None = None,
+    run_seed: int | None = None,
 ) -> SubmissionResult:
     """Grade submitted/STUDENT/ASSIGNMENT/ (never raises for anything in the submission).
-    `digest`: the submission's digest when the caller has computed it already."""
+    `digest`: the submission's digest when the caller has computed it already; `run_seed`: the
+    grading run's input seed (`run_input_seed`)."""
     limits = limits or sandbox.Limits()
     digest = digest or submission_digest(folder, assignment)
     start = time.perf_counter()
@@ -311,7 +332,7 @@ def grade_submission(
         )
     )
     cells = restore(learner, master)
-    job = build_job(cells)
+    job = build_job(cells, run_seed)
     notes = []
     extra = sorted(
         untrusted.clean(p.name)
@@ -375,6 +396,7 @@ def grade_submission(
     result = SubmissionResult(
         student, assignment, digest, "graded", "", results, notebook, timestamp, notes
     )
+    result.run_seed = run_seed
     if stopped:
         result.notes.append(f"sandbox: {stopped}")
     if outcome.output_capped:

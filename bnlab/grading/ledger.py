@@ -115,7 +115,9 @@ def record(gb, result: SubmissionResult) -> None:
                 reason=result.reason,
                 score=result.score,
                 max_score=result.max_score,
-                summary=json.dumps({**result.summary(), "notes": result.notes}),
+                summary=json.dumps(
+                    {**result.summary(), "notes": result.notes, "run_seed": result.run_seed}
+                ),
                 graded_at=dt.datetime.now(dt.UTC).replace(tzinfo=None),
             )
         )

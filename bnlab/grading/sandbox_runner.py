@@ -58,6 +58,144 @@ class _FrameworkImports:
         return None
 
 
+# Substrings of the operators and functions that compute a normalization for the learner.
+KERNEL_NAMES = (
+    "batch_norm",
+    "batchnorm",
+    "layer_norm",
+    "layernorm",
+    "group_norm",
+    "groupnorm",
+    "instance_norm",
+    "instancenorm",
+)
+_KERNEL_KEYS = ("CPU", "CUDA", "CompositeExplicitAutograd", "CompositeImplicitAutograd")
+
+
+class KernelBlock:
+    """While a graded probe runs, the frameworks' own normalizations do not exist.
+
+    The in-process guard (bnlab.checks.harness.FrameworkGuard) only *records* calls, from the
+    thread it runs in, through a hook the learner can remove; it cannot be what decides whether
+    a PyTorch/Keras answer wrapped the built-in batch norm. This block takes the kernels away
+    instead, for every thread and every reference the learner may hold:
+
+    * PyTorch: every `aten::*norm*` operator of the batch/layer/group/instance family gets a
+      kernel that raises, registered with the dispatcher (`torch.library`) for the CPU, CUDA
+      and composite keys, so `F.batch_norm`, `nn.BatchNorm*`, `torch.ops.aten.*` and the
+      autograd formulas all fail, from any thread, however they were imported or renamed;
+    * the Python implementations of the same operations (torch's decompositions and refs,
+      `tf.nn.batch_normalization`, `tf.nn.fused_batch_norm`, `keras.ops.batch_normalization`,
+      the Keras normalization layers' methods) have their code replaced in place, so a
+      reference taken earlier, under any name, runs the refusal.
+
+    Everything is restored when the probe ends (the notebook's own comparison cells may use
+    the real layers). Each refused call is recorded in `refused` for the probe's message.
+    """
+
+    def __init__(self):
+        self.refused: list[str] = []
+        self._library = None
+        self._swapped: list[tuple] = []
+        self._ids: set[int] = set()
+
+    def _refusal(self, name: str):
+        from bnlab.checks import harness
+
+        refused = self.refused
+
+        def refuse(*args, **kwargs):
+            if name not in refused and len(refused) < 20:
+                refused.append(name)
+            raise RuntimeError(harness.BLOCKED_MESSAGE.format(name=name))
+
+        return refuse
+
+    def __enter__(self):
+        import warnings
+
+        with warnings.catch_warnings():  # deprecated attributes warn when looked at
+            warnings.simplefilter("ignore")
+            if "torch" in sys.modules:
+                self._block_torch(sys.modules["torch"])
+            for module_name, module in list(sys.modules.items()):
+                top = module_name.split(".", 1)[0]
+                if top in ("torch", "tensorflow", "keras", "tf_keras") and module is not None:
+                    self._swap_functions(module_name, module)
+        return self
+
+    def _block_torch(self, torch) -> None:
+        library = torch.library.Library("aten", "IMPL")
+        has_kernel = torch._C._dispatch_has_kernel_for_dispatch_key
+        for op in torch._C._dispatch_get_all_op_names():
+            if not op.startswith("aten::") or not any(k in op for k in KERNEL_NAMES):
+                continue
+            for key in _KERNEL_KEYS:
+                if has_kernel(op, key):
+                    library.impl(op[len("aten::") :], self._refusal(op), key)
+        self._library = library
+
+    def _swap_functions(self, module_name: str, module) -> None:
+        import types
+
+        try:
+            members = list(vars(module).items())
+        except TypeError:
+            return
+        # A module about normalization (torch.nn.modules.batchnorm, keras' normalization
+        # layers): everything defined there; elsewhere: what is named after a normalization.
+        whole = any(k in module_name.rsplit(".", 1)[-1].lower() for k in KERNEL_NAMES)
+        for attr, value in members:
+            own = getattr(value, "__module__", None) == module_name
+            if not (whole and own) and not any(k in attr.lower() for k in KERNEL_NAMES):
+                continue
+            if isinstance(value, type):  # a normalization layer: all of its own methods
+                if not str(getattr(value, "__module__", "")).startswith(module_name[:5]):
+                    continue
+                targets = [f for f in vars(value).values() if callable(f)]
+            elif callable(value):
+                targets = [value]
+            else:
+                continue
+            for target in targets:
+                fn, depth = target, 0
+                while fn is not None and depth < 10:  # the decorated function and what it wraps
+                    if (
+                        isinstance(fn, types.FunctionType)
+                        and not fn.__code__.co_freevars
+                        and id(fn) not in self._ids
+                    ):
+                        self._ids.add(id(fn))
+                        self._swapped.append((fn, fn.__code__))
+                        fn.__code__ = _refusal_code(f"{module_name}.{attr}")
+                    fn, depth = getattr(fn, "__wrapped__", None), depth + 1
+
+    def __exit__(self, *exc):
+        for fn, code in reversed(self._swapped):
+            fn.__code__ = code
+        self._swapped.clear()
+        self._ids.clear()
+        if self._library is not None:
+            self._library._destroy()
+            self._library = None
+        return False
+
+
+def _refusal_code(label: str):
+    """A code object (no free variables, so it fits any plain function) that records `label`
+    and raises the refusal."""
+    namespace: dict = {}
+    exec(  # noqa: S102 - trusted constant source, only the label varies (repr'd)
+        "def refuse(*args, **kwargs):\n"
+        # not this module: it runs as __main__, a name IPython gives the learner's namespace
+        "    from bnlab.checks import harness\n"
+        f"    harness.note_refused({label!r})\n"
+        f"    raise RuntimeError(harness.BLOCKED_MESSAGE.format(name={label!r}))\n",
+        namespace,
+    )
+    return namespace["refuse"].__code__
+
+
 def main(job_dir: str, out_dir: str) -> int:
     out = Path(out_dir)
     job = json.loads((Path(job_dir) / "job.json").read_text())
@@ -90,7 +228,10 @@ def main(job_dir: str, out_dir: str) -> int:
                     error = f"{type(err).__name__}: {err}"[:500]
             else:
                 for item in cell["probes"]:
-                    probe = _probe(checks, shell.user_ns, item, Probe)
+                    if job.get("numpy_exercise"):
+                        probe = _probe(checks, shell.user_ns, item, Probe)
+                    else:
+                        probe = _blocked_probe(checks, shell.user_ns, item, Probe)
                     if probe.errors:  # most likely because the hidden framework was missing
                         for attempt in imports.seen:
                             if attempt not in probe.framework_calls:
@@ -121,6 +262,23 @@ def _probe(checks, namespace, item, Probe):
         return spec.module.probe(*learner, cases)
     except BaseException as err:  # noqa: BLE001 - a learner object can break the probe itself
         return Probe(errors={"probe": f"{type(err).__name__}: {err}"[:500]})
+
+
+def _blocked_probe(checks, namespace, item, Probe):
+    """A framework exercise's probe, run with the frameworks' normalizations taken away; the
+    refused calls are recorded as framework calls (whatever the learner did to the guard)."""
+    from bnlab.checks import harness
+
+    harness.REFUSED_CALLS.clear()
+    try:
+        with KernelBlock() as block:
+            probe = _probe(checks, namespace, item, Probe)
+    except BaseException as err:  # noqa: BLE001 - the block itself must not stop the run
+        return Probe(errors={"probe": f"{type(err).__name__}: {err}"[:500]})
+    for name in [*block.refused, *harness.REFUSED_CALLS]:
+        if name not in probe.framework_calls:
+            probe.framework_calls.append(name)
+    return probe
 
 
 def _plain_traceback(shell):
