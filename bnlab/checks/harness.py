@@ -242,19 +242,24 @@ def describe_difference(got, want, label: str) -> str:
     )
 
 
-def _axes(a) -> tuple[int, ...]:
-    return (0,) if np.ndim(a) == 2 else (0, 2, 3)
+def _axes(a, channel_axis: int | None = None) -> tuple[int, ...]:
+    """The axes a BN reduces over: all but the channel axis (PyTorch's 1 by default)."""
+    if channel_axis is None:
+        return (0,) if np.ndim(a) == 2 else (0, 2, 3)
+    keep = channel_axis % np.ndim(a)
+    return tuple(d for d in range(np.ndim(a)) if d != keep)
 
 
-def output_property_hint(got, want) -> str:
+def output_property_hint(got, want, channel_axis: int | None = None) -> str:
     """For a wrong BN output that matches no named mistake: which property broke (per-feature
     mean, per-feature scale, or neither: values mixed between samples) and what that implies."""
-    if got is None or np.shape(got) != np.shape(want) or np.ndim(want) not in (2, 4):
+    ranks = (2, 4) if channel_axis is None else range(2, 6)
+    if got is None or np.shape(got) != np.shape(want) or np.ndim(want) not in ranks:
         return ""
     got = np.asarray(got, np.float64)
     if not np.all(np.isfinite(got)):
         return ""
-    axes = _axes(want)
+    axes = _axes(want, channel_axis)
     gm, wm = got.mean(axis=axes), want.mean(axis=axes)
     gs, ws = got.std(axis=axes), want.std(axis=axes)
     scale = max(1.0, float(np.abs(ws).max()))
@@ -287,16 +292,17 @@ def output_property_hint(got, want) -> str:
     )
 
 
-def dx_property_hint(got, want, x, eps) -> str:
+def dx_property_hint(got, want, x, eps, channel_axis: int | None = None) -> str:
     """For a wrong dx: the two identities of the BN gradient, per feature. dx sums to zero
     over the batch (the path through the mean) and is orthogonal to x_hat (the path through
     the variance), up to the eps term; compared with the true dx's own values."""
-    if got is None or np.shape(got) != np.shape(want) or np.ndim(want) not in (2, 4):
+    ranks = (2, 4) if channel_axis is None else range(2, 6)
+    if got is None or np.shape(got) != np.shape(want) or np.ndim(want) not in ranks:
         return ""
     got = np.asarray(got, np.float64)
     if not np.all(np.isfinite(got)):
         return ""
-    axes = _axes(want)
+    axes = _axes(want, channel_axis)
     x = np.asarray(x, np.float64)
     x_hat = (x - x.mean(axis=axes, keepdims=True)) / np.sqrt(x.var(axis=axes, keepdims=True) + eps)
     tol = 1e-6 * max(1.0, float(np.abs(want).sum(axis=axes).max()))

@@ -13,9 +13,11 @@ from bnlab.checks.harness import (
     call_learner,
     close,
     describe_difference,
+    dx_property_hint,
     error_verdict,
     framework_exercise_forbids,
     framework_verdict,
+    output_property_hint,
     snapshot,
 )
 from bnlab.core.frameworks import import_keras, quiet_stderr
@@ -241,14 +243,17 @@ def _unbiased_series(case: Case):
     return out
 
 
-def _cmp(prop, got, want, label, mistakes=()):
+def _cmp(prop, got, want, label, mistakes=(), hint=None):
+    """None when `got` matches; else a verdict naming a known mistake, or (`hint`: a function
+    of got and want) the property of the output or gradient that broke."""
     if close(got, want, ATOL, RTOL):
         return None
     detail = describe_difference(got, want, label)
     for name, alt, advice in mistakes:
         if alt is not None and close(got, alt, ATOL, RTOL):
             return Verdict(prop, False, f"{detail}. {advice}", name)
-    return Verdict(prop, False, detail)
+    extra = hint(got, want) if hint is not None else ""
+    return Verdict(prop, False, detail + (extra or ""))
 
 
 def judge(prop, case_list, pr: Probe, what="BatchNormalization"):
@@ -259,12 +264,19 @@ def judge(prop, case_list, pr: Probe, what="BatchNormalization"):
         k = case.name
         ref = reference(case, prop)
         if prop == "custom_gradient":
+            hints = {
+                "out": lambda g, w: output_property_hint(g, w, channel_axis=-1),
+                "dx": lambda g, w, x=case.batches[0]: dx_property_hint(
+                    g, w, x, 1e-3, channel_axis=-1
+                ),
+            }
             for name in ("out", "dx", "dgamma", "dbeta"):
                 failure = _cmp(
                     prop,
                     pr.arrays.get(f"{k}.{name}"),
                     ref[f"ref.{name}"],
                     f"batchnorm_custom_gradient {name} on {k}",
+                    hint=hints.get(name),
                 )
                 if failure:
                     return failure
@@ -318,12 +330,18 @@ def judge(prop, case_list, pr: Probe, what="BatchNormalization"):
                                 "moving_variance (PyTorch stores the unbiased one).",
                             )
                         )
+                    axis = case.config.get("axis", -1)
                     failure = _cmp(
                         prop,
                         pr.arrays.get(f"{k}.{key}"),
                         ref[f"ref.{key}"],
                         f"{k}: {label}",
                         mistakes,
+                        hint=(
+                            (lambda g, w, a=axis: output_property_hint(g, w, channel_axis=a))
+                            if name == "out"
+                            else None
+                        ),
                     )
                     if failure:
                         return failure
