@@ -4,7 +4,7 @@
     bn-course generate [STEM ...]                    solutions/STEM.py -> notebooks/STEM.ipynb
     bn-course check-notebooks                        fail if notebooks/ differ from a regeneration
     bn-course release STEM                           generate_assignment + release_assignment
-    bn-course collect STEM                           nbgrader collect (exchange -> submitted/)
+    bn-course collect STEM                           nbgrader collect, links and impostors refused
     bn-course submit NOTEBOOK --student S            place a submission in the course root
     bn-course autograde STEM [--student S]           screen submissions, then nbgrader autograde
     bn-course grade STEM                             sandboxed, parallel, resumable grading
@@ -155,7 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     elif args.cmd == "grade":
         return grade(args, root)
     elif args.cmd == "collect":
-        nbgrader("collect", args.assignment, "--update", root=root)
+        refused = workflow.collect(args.assignment, root)
+        if refused:
+            print(f"refused {len(refused)}: reports/{args.assignment}-collect-refused.txt")
     elif args.cmd == "autograde":
         return workflow.autograde(args.assignment, root, args.student)
     elif args.cmd == "feedback":

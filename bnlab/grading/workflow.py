@@ -165,3 +165,105 @@ def zip_collect(archive: Path, stem: str, root: Path, regexp: str) -> None:
         "--FileNameCollectorPlugin.valid_ext=['.ipynb']",
         root=root,
     )
+
+
+COURSE_ID = "batchnorm"
+
+
+def collect(stem: str, root: Path) -> list[str]:
+    """`nbgrader collect` (exchange inbound -> submitted/), on a screened copy of the inbound.
+
+    Stock collect copies the *targets* of symlinks (a student's inbound file linked to the
+    course's source notebook lands in submitted/ as a regular file) and takes a folder named
+    `<another id>+STEM+<later time>` as that student's latest submission. Here every inbound
+    folder of STEM is screened first, with lstat only: it must be a real folder holding only
+    regular files and folders, owned by the account named by its student id (when no account
+    has that name, by the same owner as that id's other folders). The accepted folders are
+    copied, byte for byte and without following anything, into a private staging exchange, and
+    the real `nbgrader collect --update` runs on that. The exchange itself is left untouched
+    (nothing is lost); each refused folder is returned with its reason, printed, and listed in
+    reports/STEM-collect-refused.txt.
+    """
+    import fnmatch
+    import os
+    import pwd
+    import stat
+
+    inbound = root / "exchange" / COURSE_ID / "inbound"
+    if not inbound.is_dir():
+        raise SystemExit(f"bn-course: {inbound}: no inbound folder (nothing was submitted)")
+    entries = sorted(
+        (e for e in os.scandir(inbound) if fnmatch.fnmatch(e.name, f"*+{stem}+*")),
+        key=lambda e: e.name,
+    )
+    owners: dict[str, set[int]] = {}
+    for entry in entries:
+        owners.setdefault(entry.name.rsplit("+", 3)[0], set()).add(
+            entry.stat(follow_symlinks=False).st_uid
+        )
+
+    def problem(entry) -> str:
+        student = entry.name.rsplit("+", 3)[0]
+        st = entry.stat(follow_symlinks=False)
+        if stat.S_ISLNK(st.st_mode):
+            return "the folder is a symbolic link"
+        if not stat.S_ISDIR(st.st_mode):
+            return "not a folder"
+        try:
+            account = pwd.getpwnam(student).pw_uid
+        except KeyError:
+            account = None
+        if account is not None and st.st_uid != account:
+            owner = _account_name(st.st_uid)
+            return f"submitted under the id {student!r} by another account ({owner})"
+        if account is None and len(owners[student]) > 1:
+            return f"the folders of {student!r} belong to different accounts"
+        for dirpath, dirnames, filenames in os.walk(entry.path, followlinks=False):
+            for name in dirnames + filenames:
+                mode = os.lstat(os.path.join(dirpath, name)).st_mode
+                if stat.S_ISLNK(mode):
+                    return f"{name} is a symbolic link"
+                if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                    return f"{name} is not a regular file"
+        return ""
+
+    refused = []
+    with tempfile.TemporaryDirectory(prefix="bnlab-collect-") as tmp:
+        staging = Path(tmp) / COURSE_ID / "inbound"
+        staging.mkdir(parents=True)
+        for entry in entries:
+            reason = problem(entry)
+            if reason:
+                refused.append(f"{entry.name}: {reason}")
+                continue
+            for dirpath, _, filenames in os.walk(entry.path, followlinks=False):
+                rel = Path(dirpath).relative_to(inbound)
+                (staging / rel).mkdir(parents=True, exist_ok=True)
+                for name in filenames:
+                    _copy_regular(Path(dirpath) / name, staging / rel / name)
+        nbgrader("collect", stem, "--update", f"--Exchange.root={tmp}", root=root)
+    report = root / "reports" / f"{stem}-collect-refused.txt"
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text("".join(f"{line}\n" for line in refused), encoding="utf-8")
+    for line in refused:
+        print(f"bn-course collect: refused {line}", file=sys.stderr)
+    return refused
+
+
+def _account_name(uid: int) -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
+
+
+def _copy_regular(source: Path, target: Path) -> None:
+    """Copy a file that was checked to be regular, refusing it if it became anything else."""
+    import os
+
+    fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as src, open(target, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    shutil.copystat(source, target, follow_symlinks=False)
