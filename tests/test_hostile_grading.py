@@ -92,10 +92,42 @@ def hostile(tmp_path_factory, server):
     run_course("release", STEM, env=env)
     selected = cases({"root": root, "repo": REPO, "port": server.port})
     make_batch(root, selected)
-    proc = run_course(
-        "grade", STEM, "--workers", "2", "--time-limit", "20", "--no-progress", env=env
-    )
-    return {"root": root, "cases": selected, "rows": ledger_rows(root), "log": proc.stdout}
+    peak, log = grade_measuring_peak_rss(root, env)
+    return {
+        "root": root,
+        "cases": selected,
+        "rows": ledger_rows(root),
+        "log": log,
+        "peak_rss": peak,
+    }
+
+
+def grade_measuring_peak_rss(root: Path, env: dict) -> tuple[int, str]:
+    """Run `bn-course grade` on the batch; return the grading process's own peak RSS (VmHWM,
+    read from /proc while it runs: its local Dask workers are threads of it; the sandboxes are
+    separate processes, limited by their cgroups) and its stdout."""
+    import subprocess
+    import time
+
+    from conftest import BN_COURSE
+
+    args = [BN_COURSE, "grade", STEM, "--workers", "2", "--time-limit", "20", "--no-progress"]
+    with subprocess.Popen(
+        args, cwd=REPO, env={**os.environ, **env}, stdout=subprocess.PIPE, text=True
+    ) as proc:
+        peak = 0
+        status = Path(f"/proc/{proc.pid}/status")
+        while proc.poll() is None:
+            try:
+                for line in status.read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        peak = max(peak, int(line.split()[1]) * 1024)
+            except OSError:
+                pass
+            time.sleep(0.2)
+        log = proc.stdout.read()
+    assert proc.returncode == 0, log
+    return peak, log
 
 
 def _case_ids():
@@ -279,6 +311,15 @@ def test_links_are_never_followed_into_course_files(hostile):
     assert "seed=7" not in page.read_text(encoding="utf-8")
     assert hostile["rows"]["c16_symlinked_student_folder"]["status"] == "not graded"
     assert hostile["rows"]["s01_honest_full"]["score"] == MAX  # the linked-to student is intact
+
+
+def test_the_graders_memory_stays_bounded(hostile):
+    """The batch holds an npz bomb (128 MiB declared in 130 kB), 5,000-member npz files,
+    floods of messages and output; the grader refuses them before loading, so its own peak RSS
+    stays that of grading an honest cohort (frameworks imported for the references)."""
+    peak = hostile["peak_rss"]
+    print(f"grader peak RSS: {peak / 2**20:.0f} MiB")
+    assert 0 < peak < 1.5 * 2**30, peak
 
 
 def test_the_run_finished_with_csv_and_report(hostile):
