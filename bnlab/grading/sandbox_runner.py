@@ -90,23 +90,20 @@ class KernelBlock:
       reference taken earlier, under any name, runs the refusal.
 
     Everything is restored when the probe ends (the notebook's own comparison cells may use
-    the real layers). Each refused call is recorded in `refused` for the probe's message.
+    the real layers). Each refused call is recorded in `harness.REFUSED_CALLS`.
     """
 
     def __init__(self):
-        self.refused: list[str] = []
         self._library = None
         self._swapped: list[tuple] = []
         self._ids: set[int] = set()
 
-    def _refusal(self, name: str):
+    @staticmethod
+    def _refusal(name: str):
         from bnlab.checks import harness
 
-        refused = self.refused
-
         def refuse(*args, **kwargs):
-            if name not in refused and len(refused) < 20:
-                refused.append(name)
+            harness.note_refused(name)
             raise RuntimeError(harness.BLOCKED_MESSAGE.format(name=name))
 
         return refuse
@@ -271,11 +268,11 @@ def _blocked_probe(checks, namespace, item, Probe):
 
     harness.REFUSED_CALLS.clear()
     try:
-        with KernelBlock() as block:
+        with KernelBlock():
             probe = _probe(checks, namespace, item, Probe)
     except BaseException as err:  # noqa: BLE001 - the block itself must not stop the run
         return Probe(errors={"probe": f"{type(err).__name__}: {err}"[:500]})
-    for name in [*block.refused, *harness.REFUSED_CALLS]:
+    for name in harness.REFUSED_CALLS:
         if name not in probe.framework_calls:
             probe.framework_calls.append(name)
     return probe
