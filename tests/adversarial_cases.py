@@ -194,6 +194,36 @@ for _ in range(2000):
         os._exit(0)
 """
 
+# 240 busy processes, each in a session of its own (with the kernel's autogroup scheduling every
+# session is a scheduling group: without a cgroup quota they would outweigh a neighbour 240:1).
+CPU_HOG = """
+import os
+for _ in range(240):
+    if os.fork() == 0:
+        os.setsid()
+        while True:
+            pass
+while True:
+    pass
+"""
+
+# 2 GiB in files of 8 MB (each under the file-size limit), then 20,000 empty files.
+DISK_FILL = """
+import os
+try:
+    for i in range(256):
+        with open(f"/out/fill{i}", "wb") as f:
+            for _ in range(8):
+                f.write(b"x" * 2**20)
+except OSError:
+    pass
+try:
+    for i in range(20_000):
+        open(f"/out/empty{i}", "wb").close()
+except OSError:
+    pass
+"""
+
 MEMORY_BOMB = """
 _hog = [bytearray(2**30) for _ in range(6)]  # 6 GiB
 """
@@ -398,6 +428,19 @@ def cases(fill: dict) -> list[Case]:
             expect=scores("ok", "none"),
             reason="time limit",
             reason_cells=("test_spatial",),
+        ),
+        Case(
+            "a16_cpu_hog",
+            {"spatial_batchnorm_forward": CPU_HOG},
+            expect=scores("ok", "none"),
+            reason="time limit",
+            reason_cells=("test_spatial",),
+        ),
+        Case(
+            "a16_disk_fill",
+            {"spatial_batchnorm_forward": DISK_FILL + sol_sp},
+            expect=scores("ok", "none"),
+            note="/out reached its limit",
         ),
         Case(
             "a17_memory_bomb",

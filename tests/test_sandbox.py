@@ -30,21 +30,25 @@ pytestmark = pytest.mark.skipif(
 SMALL = sandbox.Limits(wall_s=20, cpu_s=20)
 
 
-def run(tmp_path: Path, code: str, limits=SMALL, use_sandbox=True, hide=False):
-    """Run `code` as the grader runs learner code; return (outcome, what it wrote to result)."""
+def run(tmp_path: Path, code: str, limits=SMALL, use_sandbox=True, hide=False, usage=None):
+    """Run `code` as the grader runs learner code; return (outcome, what it wrote to result).
+    `usage`, a list, receives (bytes, entries) found in /out after the run."""
     job, out = tmp_path / "job", tmp_path / "out"
     for d in (job, out):
         shutil.rmtree(d, ignore_errors=True)
-        d.mkdir()
+    job.mkdir()
     (job / "script.py").write_text(textwrap.dedent(code))
     argv = [sys.executable, "/job/script.py"]
-    if not use_sandbox:
-        argv = [sys.executable, str(job / "script.py")]
-        code = code.replace("/out/", f"{out}/")
-        (job / "script.py").write_text(textwrap.dedent(code))
-    outcome = sandbox.run(job, out, argv, limits, hide_frameworks=hide, sandbox=use_sandbox)
-    result = out / "result"
-    return outcome, (result.read_text() if result.exists() else None)
+    with sandbox.output_folder(out, limits) as out:
+        if not use_sandbox:
+            argv = [sys.executable, str(job / "script.py")]
+            code = code.replace("/out/", f"{out}/")
+            (job / "script.py").write_text(textwrap.dedent(code))
+        outcome = sandbox.run(job, out, argv, limits, hide_frameworks=hide, sandbox=use_sandbox)
+        result = out / "result"
+        if usage is not None:
+            usage.append(sandbox._usage(out, 10**9))
+        return outcome, (result.read_text() if result.exists() else None)
 
 
 def report(expr: str) -> str:
@@ -241,6 +245,99 @@ def test_output_limit(tmp_path):
     assert len(outcome.stdout) <= sandbox.Limits().output_chars
     outcome, result = run(tmp_path, code, limits=sandbox.Limits(file_bytes=64 * 2**20))
     assert outcome.output_bytes == 8 * 2**20 and not outcome.output_capped
+
+
+FILL_BYTES = """
+import os
+written = 0
+try:
+    for i in range(FILES):
+        with open(f"/out/f{i}", "wb") as f:
+            for _ in range(8):
+                f.write(b"x" * 2**20)
+                f.flush()
+                written += 2**20
+except OSError as err:
+    print(type(err).__name__)
+print("written", written, flush=True)
+"""
+
+
+@pytest.fixture(params=["tmpfs", "watched"])
+def out_mode(request, monkeypatch):
+    """As root /out is a tmpfs; elsewhere a watched folder: both are tested here."""
+    if request.param == "tmpfs" and os.geteuid() != 0:
+        pytest.skip("the tmpfs needs root")
+    if request.param == "watched":
+        monkeypatch.setattr(sandbox, "_mount_tmpfs", lambda path, limits: False)
+    return request.param
+
+
+def test_out_is_limited_in_bytes(tmp_path, out_mode):
+    """96 MB written to /out in files of 8 MB (each under the file-size limit): with a 32 MB
+    limit on /out at most that much lands (a tmpfs: the write fails with ENOSPC), or the
+    submission is stopped soon after (a watched folder); without it, all of it does."""
+    limits = sandbox.Limits(out_bytes=32 * 2**20)
+    usage = []
+    if out_mode == "tmpfs":
+        outcome, _ = run(tmp_path, "FILES = 12" + FILL_BYTES, limits=limits, usage=usage)
+        assert outcome.disk_limit_hit, outcome
+        assert "OSError" in outcome.stdout and usage[0][0] <= 32 * 2**20, (outcome, usage)
+    else:  # polled: what lands is the limit plus what is written in one interval; 2 GB tried
+        outcome, _ = run(tmp_path, "FILES = 256" + FILL_BYTES, limits=limits, usage=usage)
+        assert outcome.disk_limit_hit, outcome
+        assert outcome.returncode != 0 and "/out" in outcome.limit_reason
+        assert "written" not in outcome.stdout and usage[0][0] < 2**30, (outcome, usage)
+    usage = []
+    code = "FILES = 12" + FILL_BYTES
+    outcome, _ = run(tmp_path, code, limits=sandbox.Limits(out_bytes=0), usage=usage)
+    assert "written 100663296" in outcome.stdout and not outcome.disk_limit_hit
+    assert usage[0][0] >= 96 * 2**20
+
+
+FILL_FILES = """
+import os
+made = 0
+try:
+    for i in range(20_000):
+        open(f"/out/e{i}", "wb").close()
+        made += 1
+except OSError as err:
+    print(type(err).__name__)
+print("made", made, flush=True)
+"""
+
+
+def test_out_is_limited_in_files(tmp_path, out_mode):
+    """20,000 empty files (no byte limit notices them): /out takes at most out_files."""
+    usage = []
+    outcome, _ = run(tmp_path, FILL_FILES, limits=sandbox.Limits(out_files=500), usage=usage)
+    assert outcome.disk_limit_hit, outcome
+    if out_mode == "tmpfs":
+        assert "OSError" in outcome.stdout and usage[0][1] <= 500, (outcome, usage)
+    else:
+        assert outcome.returncode != 0 and "made 20000" not in outcome.stdout
+    usage = []
+    outcome, _ = run(tmp_path, FILL_FILES, limits=sandbox.Limits(out_bytes=0), usage=usage)
+    assert "made 20000" in outcome.stdout and usage[0][1] == 20_000
+
+
+def test_output_files_cannot_be_replaced_from_inside(tmp_path):
+    """stdout and stderr are unnamed files outside /out: a FIFO or a link put in /out under
+    any name is never opened by the grader, and what the process printed comes back."""
+    code = """
+    import os
+    print("printed", flush=True)
+    for name in (".stdout", ".stderr", "stdout", "stderr"):
+        try:
+            os.unlink(f"/out/{name}")
+        except FileNotFoundError:
+            pass
+        os.mkfifo(f"/out/{name}")
+    os.symlink("/etc/passwd", "/out/.log")
+    """
+    outcome, _ = run(tmp_path, code)
+    assert outcome.returncode == 0 and outcome.stdout == "printed\n", outcome
 
 
 def test_missing_bubblewrap_is_refused(tmp_path, monkeypatch):

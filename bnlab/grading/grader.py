@@ -349,10 +349,12 @@ def grade_submission(
         except (OSError, ValueError) as err:
             notes.append(f"timestamp.txt ignored: {err}")
 
-    with tempfile.TemporaryDirectory(prefix="bnlab-grade-") as tmp:
-        job_dir, out = Path(tmp) / "job", Path(tmp) / "out"
+    with (
+        tempfile.TemporaryDirectory(prefix="bnlab-grade-") as tmp,
+        sandbox.output_folder(Path(tmp) / "out", limits) as out,
+    ):
+        job_dir = Path(tmp) / "job"
         job_dir.mkdir()
-        out.mkdir()
         (job_dir / "job.json").write_text(json.dumps(job))
         argv = [sys.executable, "-m", "bnlab.grading.sandbox_runner", "/job", "/out"]
         outcome = sandbox.run(job_dir, out, argv, limits, job["numpy_exercise"], use_sandbox)
@@ -399,6 +401,11 @@ def grade_submission(
     result.run_seed = run_seed
     if stopped:
         result.notes.append(f"sandbox: {stopped}")
+    if outcome.disk_limit_hit:
+        result.notes.append(
+            f"sandbox: /out reached its limit ({limits.out_bytes // 2**20} MB, "
+            f"{limits.out_files} files); writes past it failed"
+        )
     if outcome.output_capped:
         result.notes.append(
             f"sandbox: output was cut at the {limits.file_bytes // 2**20} MB limit"

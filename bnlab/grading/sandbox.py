@@ -19,6 +19,7 @@ bubblewrap creates a user namespace instead (the code runs as the instructor's o
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import os
@@ -26,8 +27,10 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,6 +72,8 @@ class Limits:
     output_chars: int = 20_000  # how much of stdout/stderr the grader keeps
     cpu_share: float = 0.9  # cores the whole submission may use at once (cgroup CPU quota)
     cgroups: bool = True  # whole-submission memory, processes and CPU (bnlab.grading.cgroups)
+    out_bytes: int = 512 * 2**20  # everything the submission leaves in /out (0: no limit)
+    out_files: int = 4096  # files and folders in /out
 
 
 @dataclass
@@ -84,12 +89,15 @@ class Outcome:
     memory_limit_hit: bool = False  # the cgroup's memory limit (all processes together)
     process_limit_hit: bool = False
     peak_memory: int = 0  # bytes, all processes together (cgroup accounting)
+    disk_limit_hit: bool = False  # /out reached its size or file-count limit
 
     @property
     def limit_reason(self) -> str | None:
         """Which limit stopped the run, in words, or None when it ended by itself."""
         if self.timed_out:
             return "it ran past the time limit and was stopped"
+        if self.disk_limit_hit and self.returncode != 0:
+            return "it wrote more files to /out than allowed and was stopped"
         if self.memory_limit_hit and self.returncode != 0:
             return "its processes together used more memory than allowed and it was stopped"
         rc = self.returncode
@@ -112,6 +120,70 @@ def cgroup_status() -> tuple[str | None, str]:
 
 def cgroup_version() -> str | None:
     return cgroup_status()[0]
+
+
+def _mount_tmpfs(path: Path, limits: Limits) -> bool:
+    """A size- and inode-limited tmpfs on `path` (root only); False when it cannot be mounted."""
+    if os.geteuid() != 0:
+        return False
+    options = f"size={limits.out_bytes},nr_inodes={limits.out_files + 1},mode=0777"
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options + ",nosuid,nodev,noexec", "bnlab-out", str(path)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+    )
+    return done.returncode == 0
+
+
+@contextlib.contextmanager
+def output_folder(path: Path, limits: Limits) -> Iterator[Path]:
+    """The submission's /out: as root a tmpfs of `limits.out_bytes` and `limits.out_files`
+    (a write past either fails with ENOSPC, and its pages count towards the submission's
+    memory cgroup); otherwise a plain folder that `run` watches and stops the submission when
+    it grows past the limits. Unmounted (and so emptied) on exit."""
+    path.mkdir()
+    mounted = bool(limits.out_bytes) and _mount_tmpfs(path, limits)
+    try:
+        yield path
+    finally:
+        if mounted:
+            subprocess.run(
+                ["umount", "-l", str(path)], stdin=subprocess.DEVNULL, capture_output=True
+            )
+
+
+def _usage(root: Path, stop_after: int) -> tuple[int, int]:
+    """(bytes, entries) under root, without following links; stops counting past stop_after
+    entries."""
+    size = entries = 0
+    stack = [str(root)]
+    while stack and entries <= stop_after:
+        try:
+            with os.scandir(stack.pop()) as it:
+                for entry in it:
+                    entries += 1
+                    try:
+                        st = entry.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    size += st.st_blocks * 512
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+        except OSError:
+            continue
+    return size, entries
+
+
+def _full(out: Path, limits: Limits) -> bool:
+    """Whether /out has reached its limits: on the tmpfs from its free space, otherwise by
+    counting."""
+    if not limits.out_bytes:
+        return False
+    if os.path.ismount(out):
+        st = os.statvfs(out)
+        return st.f_bavail * st.f_frsize < 2**20 or st.f_favail < 2
+    size, entries = _usage(out, limits.out_files)
+    return size > limits.out_bytes or entries > limits.out_files
 
 
 def bwrap_path() -> str | None:
@@ -266,12 +338,13 @@ def run(
             cmd = group.join_command(cmd)
         except OSError:
             group = None
-    stdout_path, stderr_path = out / ".stdout", out / ".stderr"
     start = time.monotonic()
+    # stdout and stderr go to unnamed files outside /out: nothing in the sandbox can replace
+    # them with a link or a FIFO, and they do not count towards /out's limits.
     with (
         open(os.devnull, "rb") as stdin,
-        open(stdout_path, "wb") as so,
-        open(stderr_path, "wb") as se,
+        tempfile.TemporaryFile() as so,
+        tempfile.TemporaryFile() as se,
     ):
         # Unsandboxed, the child inherits the environment, minus the grader's own cache.
         env = {k: v for k, v in os.environ.items() if k != "BNLAB_REFERENCE_CACHE"}
@@ -290,11 +363,37 @@ def run(
 
         timer = threading.Timer(limits.wall_s, stop)
         timer.start()
+        watching = limits.out_bytes and not os.path.ismount(out)
+        disk_hit = threading.Event()
+        if watching:  # no tmpfs (not root): watch /out and stop the submission past its limits
+
+            def watch():
+                while proc.poll() is None and not expired.is_set():
+                    if _full(out, limits):
+                        disk_hit.set()
+                        try:
+                            os.killpg(proc.pid, signal.SIGKILL)
+                        except ProcessLookupError:
+                            pass
+                        return
+                    time.sleep(0.05)
+
+            watcher = threading.Thread(target=watch, daemon=True)
+            watcher.start()
         try:
             proc.wait()
         finally:
             timer.cancel()
         timed_out = expired.is_set()
+        disk_limit_hit = disk_hit.is_set() or _full(out, limits)
+
+        def tail(f) -> str:
+            size = os.fstat(f.fileno()).st_size
+            f.seek(max(0, size - limits.output_chars))
+            return f.read().decode("utf-8", "replace")
+
+        sizes = [os.fstat(f.fileno()).st_size for f in (so, se)]
+        stdout, stderr = tail(so), tail(se)
     wall = time.monotonic() - start
     usage = {}
     if group is not None:
@@ -305,23 +404,14 @@ def run(
             "peak_memory": group.peak_memory(),
         }
         group.remove()  # kills whatever is left, even outside the process group
-
-    def tail(path: Path) -> str:
-        try:
-            with open(path, "rb") as f:
-                f.seek(max(0, path.stat().st_size - limits.output_chars))
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
-
-    sizes = [p.stat().st_size if p.exists() else 0 for p in (stdout_path, stderr_path)]
     return Outcome(
         proc.returncode,
         timed_out,
         wall,
-        tail(stdout_path),
-        tail(stderr_path),
+        stdout,
+        stderr,
         sum(sizes),
         max(sizes) >= limits.file_bytes,
+        disk_limit_hit=disk_limit_hit,
         **usage,
     )

@@ -1,0 +1,103 @@
+"""An honest student graded beside a CPU hog: 240 busy processes in one submission.
+
+The hog is graded in one thread; once its processes exist, honest students are graded in
+another, one after the other, while it runs (as two workers would). With the submission's
+cgroup CPU quota (0.9 core for all its processes together) the honest students get their full
+marks; with the per-process limits only (cgroups off) the hog's 240 sessions take nearly all the
+CPU and the honest student runs out of time. Both runs are here, so the test fails if the quota
+goes. The same hog also sits in the hostile batch (tests/adversarial_cases.py).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import shutil
+import time
+
+import pytest
+from adversarial_cases import CPU_HOG, MAX, STEM, Case, build, solution
+
+from bnlab.core import refcache
+from bnlab.grading import cohort, grader, sandbox
+from conftest import run_course
+
+pytestmark = [
+    pytest.mark.skipif(
+        shutil.which("bwrap") is None and os.environ.get("CI") != "true",
+        reason="bubblewrap is not installed (sudo apt-get install bubblewrap)",
+    ),
+    pytest.mark.slow,
+]
+
+HOG = CPU_HOG  # 240 processes, each in its own session
+RUN_SEED = 7
+HOG_WALL_S = 25.0  # the hog keeps its 240 processes busy this long
+HONEST_WALL_S = 12.0  # an honest submission needs about 3 s of one core
+
+
+def _processes() -> int:
+    return sum(1 for d in os.listdir("/proc") if d.isdigit())
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory):
+    """A released course with the hog and two honest submissions, and its references."""
+    root = tmp_path_factory.mktemp("hog-course")
+    run_course("release", STEM, env={"BNLAB_COURSE_ROOT": str(root)})
+    master, released = grader.load_master(root, STEM)
+    cases = [Case("hog", {"batchnorm_forward": HOG + solution("batchnorm_forward")})]
+    cases += [Case(f"honest{i}") for i in range(2)]
+    folders = {}
+    for case in cases:
+        folders[case.student] = folder = root / "submitted" / case.student / STEM
+        folder.mkdir(parents=True)
+        for name, data in build(case, released).items():
+            (folder / name).write_bytes(data)
+    cache = cohort.prime(root, STEM, master, RUN_SEED)
+    return master, released, folders, cache
+
+
+def _grade_beside_hog(course, monkeypatch, cgroups: bool, honest: int) -> list:
+    """Start grading the hog; once its processes exist, grade `honest` honest students one
+    after another while it runs; return their results (and the hog's, last)."""
+    master, released, folders, cache = course
+    monkeypatch.setenv(refcache.ENV, str(cache))
+
+    def grade(student: str, wall_s: float):
+        limits = sandbox.Limits(wall_s=wall_s, cpu_s=int(2 * wall_s) + 1, cgroups=cgroups)
+        return grader.grade_submission(
+            folders[student], student, STEM, master, released, limits, run_seed=RUN_SEED
+        )
+
+    before = _processes()
+    hog = concurrent.futures.ThreadPoolExecutor(1).submit(grade, "hog", HOG_WALL_S)
+    deadline = time.monotonic() + 20
+    while _processes() < before + 100 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _processes() >= before + 100, "the hog did not start its processes"
+    started = time.monotonic()
+    results = [grade(f"honest{i}", HONEST_WALL_S) for i in range(honest)]
+    assert not hog.done() and time.monotonic() - started < HOG_WALL_S - 5  # all beside it
+    return [*results, hog.result()]
+
+
+def test_an_honest_student_beside_a_cpu_hog_is_graded_exactly(course, monkeypatch):
+    _need_cgroups()
+    *honest, hog = _grade_beside_hog(course, monkeypatch, cgroups=True, honest=2)
+    for result in honest:
+        assert result.score == MAX, (result.student, result.notes)
+    assert hog.score == 0.0 and any("time limit" in n for n in hog.notes)
+
+
+def test_without_the_cpu_quota_the_hog_starves_an_honest_student(course, monkeypatch):
+    """The control: the same, with the per-process limits only."""
+    (honest, hog) = _grade_beside_hog(course, monkeypatch, cgroups=False, honest=1)
+    assert honest.score < MAX and any("time limit" in n for n in honest.notes), honest.notes
+
+
+def _need_cgroups():
+    if sandbox.cgroup_version() is None:
+        if os.environ.get("CI") == "true" and os.geteuid() == 0:
+            pytest.fail(f"cgroups unusable on this CI machine: {sandbox.cgroup_status()[1]}")
+        pytest.skip(f"no usable cgroups here: {sandbox.cgroup_status()[1]}")
