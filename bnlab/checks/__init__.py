@@ -17,7 +17,7 @@ from types import ModuleType
 
 import numpy as np
 
-from bnlab.checks import backward, forward, keras_layers, running, torch_layers
+from bnlab.checks import backward, beyond, forward, keras_layers, running, torch_layers
 from bnlab.checks.harness import Failure, Verdict
 
 
@@ -58,6 +58,18 @@ CHECKS = {
     **{
         f"running.{p}": Spec(running, p, "04_train_vs_inference", ("BatchNorm1d",))
         for p in ("init", "modes", "mean", "var", "eval", "backward")
+    },
+    **{
+        f"{family}.{p}": Spec(beyond, f"{short}_{p}", "08_beyond_batchnorm", names)
+        for family, short, props, names in (
+            ("layernorm", "ln", ("forward",), ("layernorm_forward",)),
+            ("layernorm", "ln", ("backward",), ("layernorm_forward", "layernorm_backward")),
+            ("groupnorm", "gn", ("forward", "affine"), ("groupnorm_forward",)),
+            ("groupnorm", "gn", ("backward",), ("groupnorm_forward", "groupnorm_backward")),
+            ("fold", "fold", ("dense", "conv"), ("fold_batchnorm",)),
+            ("renorm", "renorm", ("limits", "clip"), ("batchrenorm_forward",)),
+        )
+        for p in props
     },
     "torch.function": Spec(
         torch_layers, "function", "05_frameworks_torch", ("BatchNormFunction",)

@@ -31,7 +31,12 @@ from bnlab.checks.harness import Verdict
 from bnlab.core.versions import grader_version
 from bnlab.grading import intake, sandbox, untrusted
 
-NUMPY_MODULES = ("bnlab.checks.forward", "bnlab.checks.backward", "bnlab.checks.running")
+NUMPY_MODULES = (
+    "bnlab.checks.forward",
+    "bnlab.checks.backward",
+    "bnlab.checks.running",
+    "bnlab.checks.beyond",
+)
 MESSAGE_CHARS = 4000  # one check's message in the autograded notebook and feedback
 CELL_OUTPUT_CHARS = 5000  # one code cell's captured output
 SUBMISSION_OUTPUT_CHARS = 1_000_000  # all captured output of one submission

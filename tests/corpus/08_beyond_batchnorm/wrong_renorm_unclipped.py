@@ -1,0 +1,7 @@
+# expect: test_renorm_limits = Batch Renorm with r and d not clipped
+# expect: test_renorm_clip = Batch Renorm with r and d not clipped
+# @edit batchrenorm_forward
+# old: 'r = np.clip(sigma_b / sigma, 1.0 / r_max, r_max)'
+# new: 'r = sigma_b / sigma'
+# old: 'd = np.clip((mu - running_mean) / sigma, -d_max, d_max)'
+# new: 'd = (mu - running_mean) / sigma'
