@@ -1,6 +1,6 @@
 """`bn-course`: one entry point for the course's operations.
 
-    bn-course book [--edition learner|instructor]   build the Jupyter Book into _build/html
+    bn-course book [--edition learner|self-study|instructor]   build the Jupyter Book
     bn-course generate [STEM ...]                    solutions/STEM.py -> notebooks/STEM.ipynb
     bn-course check-notebooks                        fail if notebooks/ differ from a regeneration
     bn-course release STEM                           generate_assignment + release_assignment
@@ -81,7 +81,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bn-course", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("book", help="build the book into _build/html")
-    p.add_argument("--edition", choices=["learner", "instructor"], default="learner")
+    p.add_argument(
+        "--edition",
+        choices=list(build.EDITIONS),
+        default="learner",
+        help="learner: no answers to the chapter questions (_build/html); self-study: the answers "
+        "collapsed behind a toggle (_build/self-study/_build/html); instructor: the answers shown "
+        "(_build/instructor/_build/html)",
+    )
     p = sub.add_parser("generate", help="regenerate learner notebooks from solutions/")
     p.add_argument("stems", nargs="*")
     p.add_argument("--dest", type=Path, default=NOTEBOOKS, help="default: notebooks/")
