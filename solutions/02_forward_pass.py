@@ -130,7 +130,8 @@ checks.check("forward.large_mean", batchnorm_forward, seed=16)
 # ## Convolutional layers
 #
 # For activations of shape $(N, C, H, W)$, BN keeps one mean and variance per *channel*,
-# taken over the batch and both spatial axes (chapter 2, equation for the spatial case).
+# taken over the batch and both spatial axes (chapter 2, *The forward pass*: the equation
+# for the spatial case).
 
 
 # %% nbgrader={"grade": false, "grade_id": "spatial_batchnorm_forward", "locked": false, "schema_version": 3, "solution": true, "task": false}

@@ -104,7 +104,7 @@ def batchnorm_backward(dout, cache):
 
 # %% [markdown]
 # Check your gradient numerically before the tests: the relative errors should be about
-# 1e-8 or smaller.
+# 1e-7 or smaller (chapter 3, *The backward pass*, says why).
 
 # %%
 rng = np.random.default_rng(0)

@@ -11,10 +11,10 @@
 # %% [markdown]
 # # Exercise 4 — training vs inference: a complete BatchNorm1d layer
 #
-# Read the chapter *Training vs inference* first. You now build the whole layer as a NumPy
-# class with the exact semantics of `torch.nn.BatchNorm1d`: parameters, running averages
-# updated in training, a `train()`/`eval()` switch, and a backward pass. The tests run
-# your layer and PyTorch's through the same script and compare every state.
+# Read the chapter *Training mode and inference mode* first. You now build the whole layer
+# as a NumPy class with the exact semantics of `torch.nn.BatchNorm1d`: parameters, running
+# averages updated in training, a `train()`/`eval()` switch, and a backward pass. The tests
+# run your layer and PyTorch's through the same script and compare every state.
 
 # %% nbgrader={"grade": false, "grade_id": "imports", "locked": true, "schema_version": 3, "solution": false, "task": false}
 import numpy as np

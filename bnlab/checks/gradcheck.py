@@ -26,6 +26,6 @@ def numerical_gradient(f, x: np.ndarray, dout: np.ndarray, h: float = 1e-5) -> n
 
 
 def rel_error(a, b) -> float:
-    """max |a - b| / max(|a| + |b|): about 1e-8 or less for a correct float64 gradient."""
+    """max |a - b| / max(|a| + |b|): about 1e-7 or less for a correct float64 gradient."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     return float(np.max(np.abs(a - b) / np.maximum(1e-8, np.abs(a) + np.abs(b))))
