@@ -11,12 +11,14 @@
 # %% [markdown]
 # # Exercise 5b — BatchNorm in Keras 3 / TensorFlow
 #
-# Read the chapter *BN in PyTorch and TensorFlow* first, in particular the conventions table:
-# Keras' momentum weights the old value, epsilon defaults to 1e-3, the moving variance is
-# the biased one, and a call without `training` runs in inference mode. You write a layer
-# that can replace `keras.layers.BatchNormalization`, and the same normalization as a
-# `tf.custom_gradient` with a hand-written gradient. The tests compare both with the
-# built-in layer; wrapping the built-in layer earns nothing for the parts it fakes.
+# Read the chapter *Batch normalization in PyTorch and Keras* first: its conventions table
+# (Keras' momentum weights the old value, epsilon defaults to 1e-3, the moving variance is
+# the biased one, a call without `training` runs in inference mode) and its section *Writing
+# your own layer*, which shows `build`, `add_weight`, the `training` argument and
+# `tf.custom_gradient` on other operations. You write a layer that can replace
+# `keras.layers.BatchNormalization`, and the same normalization as a `tf.custom_gradient`
+# with a hand-written gradient; the classes and functions are given, fill in the bodies. The
+# tests compare both with the built-in layer; wrapping the built-in layer earns nothing for the parts it fakes.
 
 # %% nbgrader={"grade": false, "grade_id": "imports", "locked": true, "schema_version": 3, "solution": false, "task": false}
 import numpy as np
@@ -36,26 +38,29 @@ print(
 
 
 # %% nbgrader={"grade": false, "grade_id": "layer", "locked": false, "schema_version": 3, "solution": true, "task": false}
-# Write BatchNormalization as a drop-in replacement of keras.layers.BatchNormalization:
-# the constructor (axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True, **kwargs),
-# weights created in build() with add_weight, named and ordered as Keras does: gamma, beta
-# (trainable, left out when scale/center is False), moving_mean, moving_variance (not
-# trainable), and call(inputs, training=None). In training, normalize with the batch
-# statistics (biased variance) and update the moving averages with KERAS' convention:
-# momentum weights the OLD value, and moving_variance stores the biased variance.
-# training=False or omitted: normalize with the moving statistics.
-# Use keras.ops / tf ops only: no keras.layers.BatchNormalization, no tf.nn.batch_normalization.
-### BEGIN SOLUTION
 class BatchNormalization(keras.layers.Layer):
+    """Drop-in keras.layers.BatchNormalization (Keras 3), written with keras.ops / tf ops.
+
+    No keras.layers.BatchNormalization and no tf.nn.batch_normalization inside.
+    """
+
     def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True, **kwargs):
+        """Store the configuration; other keyword arguments (name, dtype...) go to Layer."""
         super().__init__(**kwargs)
+        ### BEGIN SOLUTION
         self.axis = axis
         self.momentum = momentum
         self.epsilon = epsilon
         self.center = center
         self.scale = scale
+        ### END SOLUTION
 
     def build(self, input_shape):
+        """Create the weights with add_weight, named and ordered as Keras does, each (C,)
+        with C = input_shape[axis]: gamma (ones), beta (zeros), both trainable and left
+        out when scale / center is False; moving_mean (zeros), moving_variance (ones),
+        both not trainable. A negative axis counts from the end."""
+        ### BEGIN SOLUTION
         axis = self.axis % len(input_shape)
         shape = (input_shape[axis],)
         if self.scale:
@@ -71,8 +76,17 @@ class BatchNormalization(keras.layers.Layer):
         self._reduce = [i for i in range(len(input_shape)) if i != axis]
         self._bshape = [1] * len(input_shape)
         self._bshape[axis] = input_shape[axis]
+        ### END SOLUTION
 
     def call(self, inputs, training=None):
+        """inputs: any shape with the channels on self.axis -> the same shape.
+
+        training=True: normalize with the batch statistics over every axis but self.axis
+        (biased variance) and update the moving averages with KERAS' convention: momentum
+        weights the OLD value; moving_variance stores the biased variance.
+        training=False or None (omitted): normalize with the moving statistics.
+        """
+        ### BEGIN SOLUTION
         x = keras.ops.cast(inputs, self.compute_dtype)
         if training:
             mean = keras.ops.mean(x, axis=self._reduce)
@@ -90,12 +104,10 @@ class BatchNormalization(keras.layers.Layer):
         if self.center:
             out = out + keras.ops.reshape(self.beta, self._bshape)
         return out
+        ### END SOLUTION
 
     def compute_output_shape(self, input_shape):
         return input_shape
-
-
-### END SOLUTION
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_train", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
@@ -133,13 +145,17 @@ checks.check("keras.fit", BatchNormalization, seed=55)
 
 
 # %% nbgrader={"grade": false, "grade_id": "custom_gradient", "locked": false, "schema_version": 3, "solution": true, "task": false}
-# batchnorm_custom_gradient(x, gamma, beta, epsilon): training-mode BN over every axis
-# but the last, as a tf.custom_gradient whose gradient function you write by hand
-# (dx, dgamma, dbeta), like the closed form of exercise 3.
-### BEGIN SOLUTION
 def batchnorm_custom_gradient(x, gamma, beta, epsilon=1e-3):
+    """Training-mode batch normalization over every axis but the last, with a hand-written
+    gradient (the closed form of exercise 3).
+
+    x: (..., C); gamma, beta: (C,); returns gamma * x_hat + beta, shape of x.
+    """
+
     @tf.custom_gradient
     def bn(x, gamma, beta):
+        """Returns (output, grad), where grad(dout) gives (dx, dgamma, dbeta)."""
+        ### BEGIN SOLUTION
         axes = list(range(len(x.shape) - 1))
         mean, var = tf.nn.moments(x, axes=axes)
         inv_std = tf.math.rsqrt(var + epsilon)
@@ -153,11 +169,9 @@ def batchnorm_custom_gradient(x, gamma, beta, epsilon=1e-3):
             return dx, dgamma, dbeta
 
         return gamma * x_hat + beta, grad
+        ### END SOLUTION
 
     return bn(x, gamma, beta)
-
-
-### END SOLUTION
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_custom_gradient", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}

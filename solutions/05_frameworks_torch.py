@@ -11,12 +11,15 @@
 # %% [markdown]
 # # Exercise 5a — BatchNorm in PyTorch, forward and backward by hand
 #
-# Read the chapter *BN in PyTorch and TensorFlow* first. You write batch normalization as a
-# `torch.autograd.Function` with its own backward pass, then wrap it in modules that can
-# replace `torch.nn.BatchNorm1d` and `torch.nn.BatchNorm2d` anywhere — same constructor,
-# parameters, buffers and `state_dict`. The tests compare your layers with PyTorch's on the
-# same inputs, step by step; a layer that calls PyTorch's own batch norm earns nothing for
-# the parts it fakes. Everything runs on a GPU when one is available.
+# Read the chapter *Batch normalization in PyTorch and Keras* first, in particular its
+# section *Writing your own layer*: it shows `torch.autograd.Function`, `ctx.save_for_backward`,
+# `gradcheck`, `register_buffer` and the cumulative average of `momentum=None` on other
+# operations. You write batch normalization as a `torch.autograd.Function` with its own
+# backward pass, then wrap it in modules that can replace `torch.nn.BatchNorm1d` and
+# `torch.nn.BatchNorm2d` anywhere — same constructor, parameters, buffers and `state_dict`.
+# The classes and their methods are given; fill in the bodies. The tests compare your layers
+# with PyTorch's on the same inputs, step by step; a layer that calls PyTorch's own batch norm
+# earns nothing for the parts it fakes. Everything runs on a GPU when one is available.
 
 # %% nbgrader={"grade": false, "grade_id": "imports", "locked": true, "schema_version": 3, "solution": false, "task": false}
 import numpy as np
@@ -85,15 +88,15 @@ checks.check("torch.function", BatchNormFunction, seed=41)
 
 
 # %% nbgrader={"grade": false, "grade_id": "modules", "locked": false, "schema_version": 3, "solution": true, "task": false}
-# Write BatchNorm1d and BatchNorm2d as drop-in replacements of torch.nn.BatchNorm1d/2d:
-# the same constructor (num_features, eps=1e-5, momentum=0.1, affine=True,
-# track_running_stats=True, device=None, dtype=None), the same parameters (weight, bias),
-# buffers (running_mean, running_var, num_batches_tracked) and state_dict keys. In training
-# use BatchNormFunction and update the running statistics (momentum weights the NEW batch;
-# running_var stores the unbiased variance; momentum=None means a cumulative average); in
-# eval mode normalize with the running statistics. A shared base class keeps it short.
-### BEGIN SOLUTION
 class _BatchNorm(nn.Module):
+    """What BatchNorm1d and BatchNorm2d share: drop-ins for torch.nn.BatchNorm1d/2d.
+
+    The same constructor, parameters (weight, bias: (C,)), buffers (running_mean,
+    running_var: (C,); num_batches_tracked: a 0-dim torch.long) and state_dict keys as
+    PyTorch's layers. affine=False: weight and bias are None; track_running_stats=False:
+    the three buffers are None and every mode normalizes with the batch statistics.
+    """
+
     def __init__(
         self,
         num_features,
@@ -105,6 +108,7 @@ class _BatchNorm(nn.Module):
         dtype=None,
     ):
         super().__init__()
+        ### BEGIN SOLUTION
         factory = {"device": device, "dtype": dtype}
         self.num_features = num_features
         self.eps = eps
@@ -127,11 +131,20 @@ class _BatchNorm(nn.Module):
             self.register_buffer("running_mean", None)
             self.register_buffer("running_var", None)
             self.register_buffer("num_batches_tracked", None)
+        ### END SOLUTION
 
     def _check_input_dim(self, x):
+        """Raise ValueError for an input of the wrong rank (each subclass knows its own)."""
         raise NotImplementedError
 
     def forward(self, x):
+        """x: (N, C, ...) -> same shape.
+
+        Training mode (or track_running_stats=False): normalize with the batch statistics
+        through BatchNormFunction, updating the running statistics when they are tracked.
+        Eval mode: normalize with running_mean and running_var.
+        """
+        ### BEGIN SOLUTION
         self._check_input_dim(x)
         c = self.num_features
         shape = [1, -1] + [1] * (x.dim() - 2)
@@ -145,9 +158,16 @@ class _BatchNorm(nn.Module):
             self.running_var.view(shape) + self.eps
         )
         return x_hat * weight.view(shape) + bias.view(shape)
+        ### END SOLUTION
 
     @torch.no_grad()
     def _update_running_stats(self, x):
+        """One training step of the running statistics, in place.
+
+        momentum weights the NEW batch; running_var stores the UNBIASED batch variance;
+        momentum=None means a cumulative average (count the batches in num_batches_tracked).
+        """
+        ### BEGIN SOLUTION
         dims = [d for d in range(x.dim()) if d != 1]
         n = x.numel() // x.shape[1]
         self.num_batches_tracked += 1
@@ -156,21 +176,27 @@ class _BatchNorm(nn.Module):
         var = x.var(dim=dims, unbiased=False) * n / max(n - 1, 1)
         self.running_mean.mul_(1 - factor).add_(factor * mean)
         self.running_var.mul_(1 - factor).add_(factor * var)
+        ### END SOLUTION
 
 
 class BatchNorm1d(_BatchNorm):
+    """Drop-in torch.nn.BatchNorm1d: inputs (N, C) or (N, C, L)."""
+
     def _check_input_dim(self, x):
+        ### BEGIN SOLUTION
         if x.dim() not in (2, 3):
             raise ValueError(f"expected 2D or 3D input (got {x.dim()}D input)")
+        ### END SOLUTION
 
 
 class BatchNorm2d(_BatchNorm):
+    """Drop-in torch.nn.BatchNorm2d: inputs (N, C, H, W)."""
+
     def _check_input_dim(self, x):
+        ### BEGIN SOLUTION
         if x.dim() != 4:
             raise ValueError(f"expected 4D input (got {x.dim()}D input)")
-
-
-### END SOLUTION
+        ### END SOLUTION
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_train", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
