@@ -60,8 +60,14 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# The suite in two phases: everything on TEST_WORKERS pytest-xdist workers (a test file stays on
+# one worker, so its module fixtures are built once), then the tests that need the machine to
+# themselves (marker `serial`), one at a time.
+TEST_WORKERS ?= 2
+
 test: $(STAMP) system-deps lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not serial"
+	$(BIN)/python -m pytest -m serial
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_book.py

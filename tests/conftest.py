@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import subprocess
 import sys
@@ -38,20 +40,55 @@ def run_course(*args: str, env: dict | None = None, check: bool = True):
     return proc
 
 
+@contextlib.contextmanager
+def exclusive(name: str):
+    """One test process at a time (the suite runs on several pytest-xdist workers) for work on
+    the repository's shared build folder: the first builds, the others then find it warm."""
+    lock = REPO / "_build" / f".{name}.lock"
+    lock.parent.mkdir(exist_ok=True)
+    with open(lock, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 @pytest.fixture(scope="session")
 def learner_book() -> Path:
     """The learner edition, built (with its execution cache) by the real command."""
-    run_course("book")
+    with exclusive("book"):
+        run_course("book")
     html = REPO / "_build" / "html"
     assert (html / "index.html").is_file()
     return html
 
 
+def _variant_lines() -> dict:
+    summary = sys.modules.get("test_variants")
+    return dict(getattr(summary, "SUMMARY", {})) if summary else {}
+
+
+_FROM_WORKERS: dict = {}
+
+
+def pytest_sessionfinish(session):
+    """On a pytest-xdist worker: hand the summary lines to the controller."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["variants"] = _variant_lines()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """On the pytest-xdist controller: collect what each worker handed over."""
+    _FROM_WORKERS.update(getattr(node, "workeroutput", {}).get("variants", {}))
+
+
 def pytest_terminal_summary(terminalreporter):
     """The count of generated valid programs per exercise (tests/test_variants.py)."""
-    summary = sys.modules.get("test_variants")
-    lines = getattr(summary, "SUMMARY", {}) if summary else {}
+    lines = {**_FROM_WORKERS, **_variant_lines()}
     if lines:
         terminalreporter.section("generated valid programs")
-        for line in lines.values():
-            terminalreporter.write_line(line)
+        for stem in sorted(lines):
+            terminalreporter.write_line(lines[stem])

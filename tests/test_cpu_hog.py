@@ -6,6 +6,9 @@ cgroup CPU quota (0.9 core for all its processes together) the honest students g
 marks; with the per-process limits only (cgroups off) the hog's 240 sessions take nearly all the
 CPU and the honest student runs out of time. Both runs are here, so the test fails if the quota
 goes. The same hog also sits in the hostile batch (tests/adversarial_cases.py).
+
+Both tests run in the suite's serial phase (marker `serial`): the control starves the whole
+machine on purpose, which would starve another test running beside it.
 """
 
 from __future__ import annotations
@@ -28,11 +31,16 @@ pytestmark = [
         reason="bubblewrap is not installed (sudo apt-get install bubblewrap)",
     ),
     pytest.mark.slow,
+    pytest.mark.serial,
 ]
 
 HOG = CPU_HOG  # 240 processes, each in its own session
 RUN_SEED = 7
-HOG_WALL_S = 25.0  # the hog keeps its 240 processes busy this long
+# The hog keeps its 240 processes busy this long: long enough that every honest sandbox lies
+# wholly inside its run. (Without the quota the grading process itself, judging outside the
+# sandbox, is starved too, so a starved honest student may return after the hog has ended;
+# what counts is that its sandbox started with its whole wall limit of the hog's run left.)
+HOG_WALL_S = 40.0
 HONEST_WALL_S = 12.0  # an honest submission needs about 3 s of one core
 
 
@@ -58,7 +66,7 @@ def course(tmp_path_factory):
     return master, released, folders, cache
 
 
-def _grade_beside_hog(course, monkeypatch, cgroups: bool, honest: int) -> list:
+def _grade_beside_hog(course, monkeypatch, cgroups: bool, honest: int, hog_wall_s: float) -> list:
     """Start grading the hog; once its processes exist, grade `honest` honest students one
     after another while it runs; return their results (and the hog's, last)."""
     master, released, folders, cache = course
@@ -71,20 +79,27 @@ def _grade_beside_hog(course, monkeypatch, cgroups: bool, honest: int) -> list:
         )
 
     before = _processes()
-    hog = concurrent.futures.ThreadPoolExecutor(1).submit(grade, "hog", HOG_WALL_S)
+    hog_started = time.monotonic()
+    hog = concurrent.futures.ThreadPoolExecutor(1).submit(grade, "hog", hog_wall_s)
     deadline = time.monotonic() + 20
     while _processes() < before + 100 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _processes() >= before + 100, "the hog did not start its processes"
-    started = time.monotonic()
-    results = [grade(f"honest{i}", HONEST_WALL_S) for i in range(honest)]
-    assert not hog.done() and time.monotonic() - started < HOG_WALL_S - 5  # all beside it
+    # Every honest sandbox must lie inside the hog's run: each is started with at least its own
+    # wall limit (plus a margin) of the hog's left.
+    results = []
+    for i in range(honest):
+        assert not hog.done()
+        assert time.monotonic() - hog_started < hog_wall_s - HONEST_WALL_S - 5, "no room left"
+        results.append(grade(f"honest{i}", HONEST_WALL_S))
     return [*results, hog.result()]
 
 
 def test_an_honest_student_beside_a_cpu_hog_is_graded_exactly(course, monkeypatch):
     _need_cgroups()
-    *honest, hog = _grade_beside_hog(course, monkeypatch, cgroups=True, honest=2)
+    *honest, hog = _grade_beside_hog(
+        course, monkeypatch, cgroups=True, honest=2, hog_wall_s=HOG_WALL_S
+    )
     for result in honest:
         assert result.score == MAX, (result.student, result.notes)
     assert hog.score == 0.0 and any("time limit" in n for n in hog.notes)
@@ -92,7 +107,9 @@ def test_an_honest_student_beside_a_cpu_hog_is_graded_exactly(course, monkeypatc
 
 def test_without_the_cpu_quota_the_hog_starves_an_honest_student(course, monkeypatch):
     """The control: the same, with the per-process limits only."""
-    (honest, hog) = _grade_beside_hog(course, monkeypatch, cgroups=False, honest=1)
+    (honest, hog) = _grade_beside_hog(
+        course, monkeypatch, cgroups=False, honest=1, hog_wall_s=HOG_WALL_S
+    )
     assert honest.score < MAX and any("time limit" in n for n in honest.notes), honest.notes
 
 
