@@ -527,6 +527,9 @@ def cases(fill: dict) -> list[Case]:
         Case(
             "c16_symlinked_student_folder", folder_link="s01_honest_full", reason="symbolic link"
         ),
+        # names that are bytes, not text: a row the gradebook can store, with the fix
+        Case(os.fsdecode(b"c17_student_\xff"), reason="characters outside"),
+        Case("c18_non_utf8_notebook_name", edit="non_utf8_notebook", reason="\\xff-work.ipynb"),
         # corrupt input: each not graded, with its reason
         Case("c01_invalid_json", edit="invalid_json", reason="not valid JSON"),
         Case("c02_nbformat_3", edit="nbformat3", reason="format version 3"),
@@ -660,6 +663,8 @@ def build(case: Case, released: dict) -> dict[str, bytes]:
         data = data.replace(b"Training-mode", "Training-m\u00f6de".encode("latin-1"))
     if edit == "renamed":
         name = "my_work.ipynb"
+    if edit == "non_utf8_notebook":
+        name = os.fsdecode(b"\xff-work.ipynb")
     if edit != "no_notebook":
         files[name] = data
     if edit == "non_utf8_name":

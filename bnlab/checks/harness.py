@@ -56,6 +56,9 @@ class Probe:
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     framework_calls: list[str] = field(default_factory=list)
+    # Read back from a sandbox's /out, which the learner's code can rewrite: then every message
+    # in it is shown as quoted, labelled learner output, the probe's own wording included.
+    from_sandbox: bool = False
 
     def save(self, folder) -> None:
         """Write as data only: arrays.npz (no pickles) and messages.json."""
@@ -339,7 +342,11 @@ def diagnose(got, variants: dict[str, tuple[np.ndarray, str]], atol) -> tuple[st
 def framework_verdict(prop: str, probe: Probe, what: str, numpy: bool = True) -> Verdict | None:
     if not probe.framework_calls:
         return None
-    shown = ", ".join(probe.framework_calls[:3])
+    calls = probe.framework_calls[:3]
+    if probe.from_sandbox:
+        shown = ", ".join(quote_learner(c, 120) for c in calls)
+    else:
+        shown = ", ".join(calls)
     if numpy:
         return Verdict(
             prop,
@@ -378,7 +385,19 @@ OWN_MESSAGES = (
 )
 
 
+SANDBOX_LABEL = "[reported from the sandbox your code ran in] "
+
+
 def error_verdict(prop: str, probe: Probe) -> Verdict | None:
+    if probe.errors and probe.from_sandbox:
+        # Nothing read from the sandbox can pass for the grader's own words.
+        key, message = next(iter(probe.errors.items()))
+        report = " ".join(f"{key} raised {message}".split())
+        if len(report) > 600:
+            report = report[:600] + "..."
+        return Verdict(
+            prop, False, "an error: " + SANDBOX_LABEL + repr(report), diagnosis="exception"
+        )
     if probe.errors:
         key, message = next(iter(probe.errors.items()))
         key = " ".join(str(key).split())[:120]

@@ -370,6 +370,7 @@ def judge(prop, case_list, pr: Probe, what="your layer"):
         pr.arrays,
         {k: v for k, v in pr.errors.items() if k.startswith("state_dict") == sd},
         pr.framework_calls,
+        from_sandbox=pr.from_sandbox,
     )
     early = framework_verdict(prop, own, what, numpy=False) or (
         error_verdict(prop, own) if not sd else None
@@ -379,7 +380,7 @@ def judge(prop, case_list, pr: Probe, what="your layer"):
     if sd:
         construction = {k: v for k, v in pr.errors.items() if not k.startswith("state_dict")}
         if construction:
-            return error_verdict(prop, Probe(errors=construction))
+            return error_verdict(prop, Probe(errors=construction, from_sandbox=pr.from_sandbox))
     if prop == "function":
         for case in case_list:
             ref = _function_reference(case)

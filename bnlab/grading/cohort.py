@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bnlab.core import refcache
-from bnlab.grading import grader, ledger, sandbox
+from bnlab.grading import grader, ledger, sandbox, untrusted
 
 
 @dataclass
@@ -77,10 +77,13 @@ class Summary:
 
 
 def submissions(root: Path, assignment: str) -> list[tuple[str, Path]]:
+    """(student, folder) for every submission of `assignment`. A student folder whose name is
+    not text (bytes that are not UTF-8) is listed under that name with those bytes written as
+    \\xNN, which no valid id contains: it gets a "not graded" row that a gradebook can store."""
     found = []
     for folder in sorted((root / "submitted").glob(f"*/{assignment}")):
         if folder.is_dir():
-            found.append((folder.parent.name, folder))
+            found.append((untrusted.shown_name(folder.parent.name), folder))
     return found
 
 
@@ -152,8 +155,12 @@ def grade_cohort(
             if isinstance(item, str):
                 summary.failed.append(item)
                 continue
-            grader.write_autograded(root, item, folders[item.student])
-            ledger.record(gb, item)
+            try:
+                grader.write_autograded(root, item, folders[item.student])
+                ledger.record(gb, item)
+            except Exception as err:  # noqa: BLE001 - one submission must not stop the cohort
+                summary.failed.append(f"{item.student}: {type(err).__name__}: {err}")
+                continue
             if item.status == "graded":
                 summary.graded += 1
             else:

@@ -427,8 +427,8 @@ def _progress(out: Path) -> dict:
         text = ""
     for line in text.splitlines():
         try:
-            event = json.loads(line)
-        except ValueError:
+            event = untrusted.loads(line)  # a too-deep line is refused, not a RecursionError
+        except (ValueError, untrusted.Untrusted):
             continue
         if isinstance(event, dict) and event.get("event") == "start":
             current = event.get("cell") if isinstance(event.get("cell"), int) else None

@@ -142,7 +142,15 @@ def check_notebook(path: Path, released: dict) -> str | None:
 
 
 def check_submission(folder: Path, assignment: str, released: dict) -> str | None:
-    """Check submitted/STUDENT/ASSIGNMENT/: the expected notebook, present and readable."""
+    """Check submitted/STUDENT/ASSIGNMENT/: the expected notebook, present and readable. The
+    reason names files as they can be stored (bytes that are not UTF-8 written as \\xNN)."""
+    from bnlab.grading import untrusted
+
+    reason = _submission_problem(folder, assignment, released)
+    return None if reason is None else untrusted.shown_name(reason)
+
+
+def _submission_problem(folder: Path, assignment: str, released: dict) -> str | None:
     expected = folder / f"{assignment}.ipynb"
     for where in (folder.parent, folder):  # submitted/STUDENT and submitted/STUDENT/ASSIGNMENT
         if os.path.islink(where):

@@ -149,6 +149,20 @@ def safe_markdown(source) -> str:
     )
 
 
+def is_text(name: str) -> bool:
+    """Whether a name read from the file system is text (no undecodable bytes)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def shown_name(name: str) -> str:
+    """A file name as it can be shown and stored: undecodable bytes written as \\xNN."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace") if not is_text(name) else name
+
+
 def loads(text: str):
     """json.loads that turns a too-deep document into an Untrusted error."""
     try:
@@ -196,7 +210,7 @@ def load_probe(folder: Path) -> Probe:
                     arrays[m.filename[:-4]] = _read_member(f, m.file_size)
     except (zipfile.BadZipFile, EOFError, OSError) as err:
         raise Untrusted(f"arrays.npz: {err}") from None
-    return Probe(arrays, errors, calls)
+    return Probe(arrays, errors, calls, from_sandbox=True)
 
 
 def _read_member(f, size: int) -> np.ndarray:
