@@ -347,24 +347,99 @@ checks.check("renorm.clip", batchrenorm_forward, seed=89)
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ### Why r and d must be constants for the gradient (not graded)
+# ### The gradient: r and d are constants
 #
-# Your function returns values only, so no test can see how you would differentiate it; this
-# cell shows why the paper stops the gradient. Differentiate *through* r and d (a numerical
-# gradient does exactly that) with no clipping, and the batch statistics cancel: the gradient
-# is that of the inference transform, gamma * dout / sigma, and training no longer sees the
-# batch at all. With r and d held constant, dx is r times BN's own gradient instead.
+# The paper treats r and d as constants in the backward pass (stop_gradient): they are computed
+# from the batch, but no gradient flows through them. With x_hat = (x - mu_B) / sigma_B,
+#
+# out = gamma * (x_hat * r + d) + beta,
+#
+# so dbeta = sum(dout, 0), dgamma = sum(dout * (x_hat * r + d), 0), and dx is BN's gradient
+# scaled by r:
+#
+# dx = gamma * r / sigma_B * (dout - mean(dout, 0) - x_hat * mean(dout * x_hat, 0)).
+#
+# Why constants? Batch Renorm is meant to train like BN, and BN's gradient knows that shifting
+# or scaling a feature over the whole batch does not change the normalized output: dx sums to
+# zero over the batch (the path through mu_B) and is orthogonal to x_hat (the path through
+# sigma_B). Differentiate through r = sigma_B / sigma instead, and the normalization by sigma_B
+# cancels, x_hat * r = (x - mu_B) / sigma: the path through the batch variance drops out of dx.
+# Differentiate through d = (mu_B - running_mean) / sigma as well, and the path through the
+# batch mean goes too: what is left, gamma * dout / sigma, is the gradient of the inference
+# transform, and training no longer sees the batch statistics at all. With r and d held
+# constant the gradient keeps BN's structure while the forward pass uses the corrected output.
+#
+# Your function gets the r and d the forward used (the tests pass their own, so a mistake in
+# batchrenorm_forward costs nothing here) and recomputes mu_B and sigma_B from x.
+
+
+# %% nbgrader={"grade": false, "grade_id": "batchrenorm_backward", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def batchrenorm_backward(dout, x, gamma, r, d, eps=1e-5):
+    """Backward pass of batchrenorm_forward in training mode, with r and d held constant.
+
+    Parameters
+    ----------
+    dout : ndarray, shape (N, D)
+        The gradient of the loss with respect to out.
+    x : ndarray, shape (N, D)
+        The forward's input.
+    gamma : ndarray, shape (D,)
+    r, d : ndarray, shape (D,)
+        The corrections the forward used (after clipping): constants here.
+    eps : float
+
+    Returns
+    -------
+    dx : ndarray, shape (N, D)
+    dgamma, dbeta : ndarray, shape (D,)
+
+    Recompute mu_B and sigma_B = sqrt(var_B + eps) (biased batch variance) from x.
+    """
+    ### BEGIN SOLUTION
+    mu = x.mean(axis=0)
+    xc = x - mu
+    sigma_b = np.sqrt((xc * xc).mean(axis=0) + eps)
+    x_hat = xc / sigma_b
+    dbeta = dout.sum(axis=0)
+    dgamma = (dout * (x_hat * r + d)).sum(axis=0)
+    dx = gamma * r / sigma_b * (dout - dout.mean(axis=0) - x_hat * (dout * x_hat).mean(axis=0))
+    return dx, dgamma, dbeta
+    ### END SOLUTION
+
+
+# %% [markdown]
+# Check your gradient numerically. A numerical gradient of the forward with r and d frozen at
+# their values is the gradient Batch Renorm uses: yours should match it (relative error below
+# 1e-7). A numerical gradient through batchrenorm_forward itself differentiates r and d too
+# (here unclipped): it is the inference transform's gamma * dout / sigma, not yours.
 
 # %%
 rng = np.random.default_rng(3)
 x, dout = rng.normal(1.0, 2.0, size=(8, 3)), rng.normal(size=(8, 3))
-ones, zeros = np.ones(3), np.zeros(3)
+gamma, beta = rng.uniform(0.5, 2.0, 3), rng.normal(size=3)
+running_mean, running_var = rng.normal(size=3), rng.uniform(0.5, 2.0, 3)
+_, r, d = batchrenorm_forward(x, gamma, beta, running_mean, running_var, 1e6, 1e6)
 
 
-def unclipped(v):
-    return batchrenorm_forward(v, ones, zeros, zeros, ones, 1e6, 1e6)[0]
+def frozen(v):  # r and d held at their values
+    sigma_b = np.sqrt(v.var(axis=0) + 1e-5)
+    return gamma * ((v - v.mean(axis=0)) / sigma_b * r + d) + beta
 
 
-through_r_and_d = numerical_gradient(unclipped, x.copy(), dout)
-print("through r and d:  ", np.round(through_r_and_d[0], 4))
-print("dout / sigma:     ", np.round(dout[0] / np.sqrt(1 + 1e-5), 4))
+def through(v):  # r and d recomputed from v
+    return batchrenorm_forward(v, gamma, beta, running_mean, running_var, 1e6, 1e6)[0]
+
+
+dx = batchrenorm_backward(dout, x, gamma, r, d)[0]
+dx_frozen = numerical_gradient(frozen, x.copy(), dout)
+dx_through = numerical_gradient(through, x.copy(), dout)
+inference = gamma * dout / np.sqrt(running_var + 1e-5)
+print("yours vs r, d frozen:         rel. error", rel_error(dx, dx_frozen))
+print("through r, d vs inference:    rel. error", rel_error(dx_through, inference))
+print("yours vs through r, d:        rel. error", rel_error(dx, dx_through))
+
+# %% nbgrader={"grade": true, "grade_id": "test_renorm_backward", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+checks.check("renorm.backward", batchrenorm_backward)
+### BEGIN HIDDEN TESTS
+checks.check("renorm.backward", batchrenorm_backward, seed=90)
+### END HIDDEN TESTS

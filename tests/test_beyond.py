@@ -45,6 +45,10 @@ def test_every_diagnosis_the_issue_names_is_proven_by_a_submission():
         "Batch Renorm with r and d not clipped",
         "Batch Renorm with r not clipped",
         "Batch Renorm with d not clipped",
+        "Batch Renorm with r not detached",
+        "Batch Renorm with d not detached",
+        "Batch Renorm with r and d not detached",
+        "Batch Renorm gradient without r",
         "framework call",
     }
     assert required <= seen, required - seen
@@ -57,7 +61,7 @@ def test_each_mistake_loses_only_its_own_cells():
         "layernorm": {"test_ln_forward", "test_ln_backward"},
         "groupnorm": {"test_gn_forward", "test_gn_affine", "test_gn_backward"},
         "fold": {"test_fold_dense", "test_fold_conv"},
-        "batchrenorm": {"test_renorm_limits", "test_renorm_clip"},
+        "batchrenorm": {"test_renorm_limits", "test_renorm_clip", "test_renorm_backward"},
     }
     for path in corpus_files("wrong_"):
         if path.parent.name != STEM:
@@ -155,3 +159,82 @@ def test_judge_names_a_renorm_that_ignores_the_limits():
 
     with pytest.raises(AssertionError, match="Diagnosis: Batch Renorm with r and d not clipped"):
         checks.check("renorm.limits", unclipped)
+
+
+def test_a_layernorm_over_the_batch_axis_is_named_on_every_case():
+    """The mistake's graph is evaluated on every LN case, the one-sample case included (where
+    F.batch_norm would refuse), so such an answer gets its diagnosis, not a judging error."""
+
+    def batch_axis(x, gamma, beta, eps=1e-5):
+        mu, var = x.mean(axis=0), x.var(axis=0)
+        return gamma * (x - mu) / np.sqrt(var + eps) + beta, None
+
+    with pytest.raises(AssertionError, match="Diagnosis: LN statistics over the batch axis"):
+        checks.check("layernorm.forward", batch_axis)
+    for case in beyond.cases("ln_forward", seed=0):
+        x, g, b = (beyond._t(a) for a in (case.x, case.gamma, case.beta))
+        out = beyond._norm_graph(case, "ln-batch-axis", x, g, b)
+        assert np.all(np.isfinite(out.numpy())), case.name
+
+
+def test_renorm_backward_cases_carry_the_forwards_r_and_d():
+    """r and d are computed in NumPy with the case (the probe side imports no framework); they
+    are the judge's own Batch Renorm r and d, clipped on both sides somewhere."""
+    for case in beyond.cases("renorm_backward", 4):
+        ref = beyond._renorm_reference(case)
+        atol = 1e-12 if case.x.dtype == np.float64 else 1e-6
+        np.testing.assert_allclose(case.r, ref["r"], rtol=0, atol=atol)
+        np.testing.assert_allclose(case.d, ref["d"], rtol=0, atol=atol)
+        assert case.dout.dtype == case.r.dtype == case.d.dtype == case.x.dtype
+        assert np.any(np.isclose(case.r, case.r_max)) and np.any(
+            np.isclose(case.r, 1 / case.r_max)
+        )
+        assert np.any(np.isclose(np.abs(case.d), case.d_max)) and np.any(
+            np.abs(case.d) < case.d_max
+        )
+
+
+def test_renorm_not_detached_graphs_are_the_papers_without_stop_gradient():
+    """Where r and d are not clipped, the "not detached" mistakes are the paper's graph with the
+    real running statistics and no stop_gradient; with r and d constant, dx is BN's times r."""
+    torch = pytest.importorskip("torch")
+    case = beyond.cases("renorm_backward", 6)[0]
+    free = (case.r > 1 / case.r_max) & (case.r < case.r_max)
+    free &= np.abs(case.d) < case.d_max
+    assert free.any()
+    x = beyond._t(case.x).requires_grad_(True)
+    mu_b = x.mean(0)
+    sigma_b = torch.sqrt(x.var(0, unbiased=False) + case.eps)
+    sigma = torch.sqrt(beyond._t(case.running_var) + case.eps)
+    r = sigma_b / sigma
+    d = (mu_b - beyond._t(case.running_mean)) / sigma
+    out = beyond._t(case.gamma) * ((x - mu_b) / sigma_b * r + d)
+    (out * beyond._t(case.dout)).sum().backward()
+    want = beyond._renorm_autograd(case, "rd-graph")["dx"]
+    np.testing.assert_allclose(x.grad.numpy()[:, free], want[:, free], rtol=1e-9, atol=1e-12)
+    bn = beyond._renorm_autograd(case, "no-r")["dx"]
+    np.testing.assert_allclose(beyond._renorm_autograd(case)["dx"], bn * case.r, rtol=1e-9)
+
+
+def test_renorm_gradient_experiment_shows_what_detaching_changes(capsys):
+    """The notebook's numerical check: the solution's dx is the gradient with r and d frozen;
+    through r and d the gradient is the inference transform's, far from it."""
+    ns = _solution_namespace()
+    cell = next(c for c in notebook_with(STEM, {}).cells if "def frozen(v)" in c.source)
+    exec(cell.source, ns)
+    out = capsys.readouterr().out
+    errors = [float(line.split("rel. error")[1]) for line in out.splitlines()]
+    assert errors[0] < 1e-7 and errors[1] < 1e-7 and errors[2] > 0.1, out
+
+
+def test_judge_names_a_renorm_gradient_through_r_and_d():
+    def through(dout, x, gamma, r, d, eps=1e-5):
+        sigma = np.sqrt(x.var(axis=0) + eps) / r
+        return (
+            gamma * dout / sigma,
+            (dout * (x - x.mean(0)) / sigma + dout * d).sum(0),
+            dout.sum(0),
+        )
+
+    with pytest.raises(AssertionError, match="Diagnosis: Batch Renorm with r and d not detached"):
+        checks.check("renorm.backward", through)

@@ -68,6 +68,7 @@ CHECKS = {
             ("groupnorm", "gn", ("backward",), ("groupnorm_forward", "groupnorm_backward")),
             ("fold", "fold", ("dense", "conv"), ("fold_batchnorm",)),
             ("renorm", "renorm", ("limits", "clip"), ("batchrenorm_forward",)),
+            ("renorm", "renorm", ("backward",), ("batchrenorm_backward",)),
         )
         for p in props
     },

@@ -7,6 +7,7 @@
     fold_batchnorm(W, b, gamma, beta, running_mean, running_var, eps) -> (W_folded, b_folded)
     batchrenorm_forward(x, gamma, beta, running_mean, running_var, r_max, d_max, eps=1e-5)
         -> (out, r, d)
+    batchrenorm_backward(dout, x, gamma, r, d, eps=1e-5) -> (dx, dgamma, dbeta)
 
 References are the real layers: ``F.layer_norm``, ``F.group_norm`` / ``nn.GroupNorm`` and
 torch.autograd for the gradients; folding is judged by running an actual ``nn.Linear`` /
@@ -14,7 +15,8 @@ torch.autograd for the gradients; folding is judged by running an actual ``nn.Li
 mode, against the folded layer alone. Batch Renorm (Ioffe 2017) has no framework layer: it is
 judged against the paper's equations written here in torch, and against its limiting cases with
 the real BN (r_max = 1, d_max = 0 is training-mode BN; unclipped it is the inference transform
-with the running statistics). Every reference and known mistake is computed with torch, so
+with the running statistics). Its gradient, with r and d held constant, is judged against
+torch.autograd of those equations. Every reference and known mistake is computed with torch, so
 nothing here is a NumPy answer (and the sandbox, which hides torch, cannot run any of it).
 
 `conv2d` is a small NumPy helper for the notebook's (ungraded) folding experiment.
@@ -142,12 +144,17 @@ class RenormCase:
     r_max: float
     d_max: float
     eps: float
+    # The gradient's cases only: the upstream gradient and the corrections the forward used,
+    # computed here in NumPy (the probe hands them to batchrenorm_backward as constants).
+    dout: np.ndarray | None = None
+    r: np.ndarray | None = None
+    d: np.ndarray | None = None
 
 
-def _renorm_case(name, n, seed, r_max, d_max, eps=1e-5, dtype=np.float64):
+def _renorm_case(name, n, seed, r_max, d_max, eps=1e-5, dtype=np.float64, grad=False):
     """Features chosen so that every clip is active somewhere: batch spread far above and far
     below the running one (r at r_max and at 1/r_max), batch mean far from and near the running
-    mean (d clipped and not)."""
+    mean (d clipped and not). With grad=True the case also carries dout, r and d."""
     rng = np.random.default_rng(seed)
     spread = np.array([4.0, 0.2, 1.1, 2.5, 0.9, 0.25])
     offset = np.array([2.0, -0.1, -3.0, 0.2, 0.0, -1.5])
@@ -161,9 +168,18 @@ def _renorm_case(name, n, seed, r_max, d_max, eps=1e-5, dtype=np.float64):
     def c(a):
         return a.astype(dtype)
 
-    return RenormCase(
+    case = RenormCase(
         name, c(x), c(gamma), c(beta), c(running_mean), c(running_var), r_max, d_max, eps
     )
+    if grad:
+        # r and d of Ioffe (2017), Algorithm 1, from the case's own (cast) values, in NumPy.
+        xs = case.x.astype(np.float64)
+        mu_b, sigma_b = xs.mean(axis=0), np.sqrt(xs.var(axis=0) + eps)
+        sigma = np.sqrt(case.running_var.astype(np.float64) + eps)
+        r = np.clip(sigma_b / sigma, 1.0 / r_max, r_max)
+        d = np.clip((mu_b - case.running_mean.astype(np.float64)) / sigma, -d_max, d_max)
+        case.dout, case.r, case.d = c(rng.standard_normal(x.shape)), c(r), c(d)
+    return case
 
 
 def cases(prop: str, seed: int) -> list:
@@ -233,6 +249,12 @@ def cases(prop: str, seed: int) -> list:
             _renorm_case("r_max=1.5,d_max=0.5", 32, s + 22, 1.5, 0.5, eps=1e-3),
             _renorm_case("float32", 16, s + 23, 3.0, 2.0, dtype=np.float32),
         ]
+    if prop == "renorm_backward":
+        return [
+            _renorm_case("r_max=2,d_max=1", 8, s + 24, 2.0, 1.0, grad=True),
+            _renorm_case("r_max=1.5,d_max=0.5", 32, s + 25, 1.5, 0.5, eps=1e-3, grad=True),
+            _renorm_case("float32", 16, s + 26, 3.0, 2.0, dtype=np.float32, grad=True),
+        ]
     raise KeyError(prop)
 
 
@@ -252,6 +274,8 @@ def probe(*args) -> Probe:
     if isinstance(first, FoldCase):
         return _probe_fold(*learner, case_list)
     if isinstance(first, RenormCase):
+        if first.dout is not None:
+            return _probe_renorm_backward(*learner, case_list)
         return _probe_renorm(*learner, case_list)
     return _probe_norm(*learner, case_list)
 
@@ -356,6 +380,34 @@ def _probe_renorm(renorm_fn, case_list):
     return pr
 
 
+def _probe_renorm_backward(backward_fn, case_list):
+    """The gradient alone, on the case's x, gamma, r and d (not the learner's forward), so that
+    a mistake in batchrenorm_forward costs only the forward's tests."""
+    pr = Probe()
+    for c in case_list:
+        ret = call_learner(
+            pr,
+            c.name,
+            backward_fn,
+            c.dout.copy(),
+            c.x.copy(),
+            c.gamma.copy(),
+            c.r.copy(),
+            c.d.copy(),
+            eps=c.eps,
+        )
+        if ret is None and c.name in pr.errors:
+            continue
+        if not (isinstance(ret, tuple) and len(ret) == 3):
+            pr.errors[c.name] = f"returned {type(ret).__name__}, not a triple (dx, dgamma, dbeta)"
+            continue
+        for name, value in zip(("dx", "dgamma", "dbeta"), ret, strict=True):
+            if not _record(pr, f"{c.name}.{name}", value):
+                pr.errors[c.name] = f"returned {name} that is not an array"
+                break
+    return pr
+
+
 # ----------------------------------------------------------------------------- references
 def _t(a):
     torch = import_torch()
@@ -376,7 +428,10 @@ def _norm_graph(case: NormCase, kind: str, x, g, b):
     if kind == "ln":
         return F.layer_norm(x, (x.shape[1],), g, b, eps)
     if kind == "ln-batch-axis":  # statistics over the batch: that is BN
-        return F.batch_norm(x, None, None, g, b, True, 0.0, eps)
+        # Written out rather than F.batch_norm, which refuses a batch of one sample.
+        mu = x.mean(dim=0, keepdim=True)
+        var = ((x - mu) ** 2).mean(dim=0, keepdim=True)
+        return (x - mu) / torch.sqrt(var + eps) * g + b
     if kind == "ln-constants":
         mu = x.mean(dim=1, keepdim=True).detach()
         var = ((x - mu) ** 2).mean(dim=1, keepdim=True).detach()
@@ -541,7 +596,7 @@ def _norm_variants(case: NormCase, family: str, grad: str):
 def _case_error(prop, pr: Probe, name: str):
     keys = [k for k in pr.errors if k == name or k.endswith(f" on {name}")]
     if keys:
-        sub = Probe(errors={k: pr.errors[k] for k in keys})
+        sub = Probe(errors={k: pr.errors[k] for k in keys}, from_sandbox=pr.from_sandbox)
         return error_verdict(prop, sub)
     return None
 
@@ -1006,6 +1061,131 @@ def _judge_renorm(prop, case_list, pr, what):
     )
 
 
+@cached
+def _renorm_autograd(case: RenormCase, kind: str = "right") -> dict[str, np.ndarray]:
+    """Gradients of Batch Renorm's training graph, or of a known mistake, by torch.autograd in
+    float64: out = gamma * ((x - mu_B) / sigma_B * r + d) + beta, backward of sum(out * dout).
+
+    "right": r and d are the case's values, constants (stop_gradient, Ioffe 2017).
+    "r-graph", "d-graph", "rd-graph": r, d or both differentiated as functions of x. The
+    backward is given r and d but neither the running statistics nor the clips, so a backward
+    that differentiates them can only take r = sigma_B / sigma and d = (mu_B - running_mean) /
+    sigma with the statistics that r and d imply, sigma = sigma_B / r and running_mean =
+    mu_B - d * sigma, held constant: the real running statistics wherever r and d are not
+    clipped (there the graph is the paper's without stop_gradient). r and d keep their values.
+    "no-r": r left out (r = 1), d kept: BN's gradient.
+    """
+    torch = import_torch()
+    x = _t(case.x).requires_grad_(True)
+    g = _t(case.gamma).requires_grad_(True)
+    b = _t(case.beta).requires_grad_(True)
+    r, d = _t(case.r), _t(case.d)
+    mu_b = x.mean(dim=0)
+    sigma_b = torch.sqrt(x.var(dim=0, unbiased=False) + case.eps)
+    sigma = (sigma_b / r).detach()
+    running_mean = (mu_b - d * sigma).detach()
+    if kind in ("r-graph", "rd-graph"):
+        r = sigma_b / sigma
+    if kind in ("d-graph", "rd-graph"):
+        d = (mu_b - running_mean) / sigma
+    if kind == "no-r":
+        r = torch.ones_like(r)
+    elif kind not in ("right", "r-graph", "d-graph", "rd-graph"):
+        raise KeyError(kind)
+    out = g * ((x - mu_b) / sigma_b * r + d) + b
+    (out * _t(case.dout)).sum().backward()
+    return {"dx": x.grad.numpy(), "dgamma": g.grad.numpy(), "dbeta": b.grad.numpy()}
+
+
+_RENORM_DX = (
+    "dx = gamma * r / sigma_B * (dout - mean(dout, 0) - x_hat * mean(dout * x_hat, 0)), with "
+    "x_hat = (x - mu_B) / sigma_B."
+)
+
+RENORM_GRAD_MISTAKES = {
+    "Batch Renorm with r and d not detached": (
+        "rd-graph",
+        "You differentiated through r and d: as functions of x, r = sigma_B / sigma and d = "
+        "(mu_B - running_mean) / sigma make x_hat * r + d = (x - running_mean) / sigma, so your "
+        "dx = gamma * dout / sigma is the gradient of the inference transform and the batch "
+        "statistics drop out of it. Batch Renorm holds r and d constant (stop_gradient): "
+        + _RENORM_DX,
+    ),
+    "Batch Renorm with r not detached": (
+        "r-graph",
+        "You differentiated through r: with r = sigma_B / sigma a function of x, x_hat * r = "
+        "(x - mu_B) / sigma, the division by sigma_B cancels and dx loses the path through the "
+        "batch variance (the x_hat * mean(dout * x_hat, 0) term). r is a constant in Batch "
+        "Renorm's backward (stop_gradient): " + _RENORM_DX,
+    ),
+    "Batch Renorm with d not detached": (
+        "d-graph",
+        "You differentiated through d: d = (mu_B - running_mean) / sigma moves with the batch "
+        "mean, and its gradient cancels the path through mu_B (the - mean(dout, 0) term of "
+        "dx). d is a constant in Batch Renorm's backward (stop_gradient): " + _RENORM_DX,
+    ),
+    "Batch Renorm gradient without r": (
+        "no-r",
+        "Your gradient is BN's: r multiplies x_hat in the forward, so it scales the gradient "
+        "too. " + _RENORM_DX + " And dgamma = sum(dout * (x_hat * r + d), 0).",
+    ),
+}
+
+
+def _renorm_grad_atol(case: RenormCase, want) -> float:
+    """As _grad_atol: the condition of the batch's normalization (|mean| + std over sigma_B,
+    per feature), the batch size and the size of the gradient (r scales dx and d enters
+    dgamma, both through `want`)."""
+    x = np.asarray(case.x, np.float64)
+    cond = float(np.max((np.abs(x.mean(0)) + x.std(0) + 1e-12) / np.sqrt(x.var(0) + case.eps)))
+    scale = float(np.max(np.abs(want))) + 1.0
+    return 256 * _u(case.x.dtype) * np.sqrt(x.shape[0]) * (cond + 1) * scale
+
+
+def _judge_renorm_backward(prop, case_list, pr, what):
+    for case in case_list:
+        early = _case_error(prop, pr, case.name)
+        if early:
+            return early
+        ref = _renorm_autograd(case)
+        where = f"on the {case.name} input of shape {case.x.shape} (eps={case.eps:g})"
+        for grad in ("dx", "dgamma", "dbeta"):
+            got, want = pr.arrays.get(f"{case.name}.{grad}"), ref[grad]
+            if grad != "dx" and got is not None and got.size == want.size:
+                got = np.reshape(got, want.shape)  # (1, D) taken as (D,), as for r and d
+            atol = _renorm_grad_atol(case, want)
+            if close(got, want, atol, rtol=0.0):
+                continue
+            detail = describe_difference(
+                got, want, f"{what}: {grad} vs torch.autograd with r and d constant {where}"
+            )
+            if (
+                grad != "dx"
+                and got is not None
+                and got.ndim > 1
+                and got.shape != want.shape
+                and _sums_to(got, want, (0,))
+            ):
+                return Verdict(
+                    prop,
+                    False,
+                    f"{detail}. Diagnosis: {grad} not summed over the batch. gamma and beta "
+                    "are shared by every sample: sum over axis 0.",
+                    f"{grad} not summed over the batch",
+                )
+            variants = {
+                name: (_renorm_autograd(case, kind)[grad], advice)
+                for name, (kind, advice) in RENORM_GRAD_MISTAKES.items()
+            }
+            return _fail(prop, detail, diagnose(got, variants, atol))
+    return Verdict(
+        prop,
+        True,
+        "dx, dgamma, dbeta match torch.autograd of Batch Renorm with r and d constant on "
+        f"{len(case_list)} inputs",
+    )
+
+
 def judge(prop: str, case_list: list, pr: Probe, what: str = ""):
     early = framework_verdict(prop, pr, what)
     if early:
@@ -1019,6 +1199,8 @@ def judge(prop: str, case_list: list, pr: Probe, what: str = ""):
             return _judge_fold(prop, case_list, pr, what)
         if prop in ("renorm_limits", "renorm_clip"):
             return _judge_renorm(prop, case_list, pr, what)
+        if prop == "renorm_backward":
+            return _judge_renorm_backward(prop, case_list, pr, what)
     except KeyError as err:  # an array the probe could not record
         return Verdict(prop, False, f"{what}: no result for {quote_learner(err)}")
     raise KeyError(prop)
