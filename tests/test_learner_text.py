@@ -1,5 +1,5 @@
-"""Text that comes out of a sandbox never passes for the grader's own words, and names that are
-bytes rather than text never stop a grading run.
+"""What the grader reads back from a sandbox: its text never passes for the grader's own words,
+no link leads it outside /out, and names that are bytes rather than text never stop a run.
 
 Everything in a sandbox's /out can be rewritten by the learner's code (an `atexit` hook can
 replace messages.json after the probes wrote it), so the error keys, the probes' own wording
@@ -66,3 +66,21 @@ def test_a_file_name_that_is_bytes_becomes_a_reason_a_gradebook_can_store(tmp_pa
     reason.encode("utf-8")  # the ledger writes it as UTF-8
     assert untrusted.shown_name(os.fsdecode(b"s\xff")) == "s\\xff"
     assert untrusted.shown_name("s\u00e9") == "s\u00e9"  # text stays as it is
+
+
+def test_a_link_above_the_file_read_cannot_lead_to_another_submission(tmp_path):
+    """O_NOFOLLOW guards only the last component: /out/probes made a link to another
+    submission's results would hand the grader that student's arrays. The grader removes every
+    link under /out before it reads anything (the control shows the read would succeed)."""
+    other = tmp_path / "other-student" / "probes" / "k"
+    other.mkdir(parents=True)
+    np.savez(other / "arrays.npz", out=np.arange(3.0))
+    (other / "messages.json").write_text(json.dumps({"errors": {}, "framework_calls": []}))
+    out = tmp_path / "out"
+    (out / "cells").mkdir(parents=True)
+    (out / "probes").symlink_to(other.parent)
+    (out / "cells" / "0.json").symlink_to("/dev/zero")
+    assert untrusted.load_probe(out / "probes" / "k").arrays["out"][2] == 2.0  # the control
+    assert untrusted.unlink_links(out) == 2
+    assert not os.path.lexists(out / "probes") and not os.path.lexists(out / "cells" / "0.json")
+    assert (other / "arrays.npz").is_file()  # the target is untouched

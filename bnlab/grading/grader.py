@@ -363,6 +363,9 @@ def grade_submission(
         (job_dir / "job.json").write_text(json.dumps(job))
         argv = [sys.executable, "-m", "bnlab.grading.sandbox_runner", "/job", "/out"]
         outcome = sandbox.run(job_dir, out, argv, limits, job["numpy_exercise"], use_sandbox)
+        # Reads below open their last component without following links; a link one level up
+        # (/out/probes or /out/cells as a link to another submission's folder) is removed here.
+        untrusted.unlink_links(out)
         stopped = outcome.limit_reason
         progress = _progress(out)
         if not stopped and not progress["finished"]:

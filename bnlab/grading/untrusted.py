@@ -22,6 +22,7 @@ import io
 import json
 import math
 import os
+import shutil
 import stat
 import zipfile
 from pathlib import Path
@@ -48,6 +49,26 @@ def is_regular(path: Path) -> bool:
         return stat.S_ISREG(os.lstat(path).st_mode)
     except OSError:
         return False
+
+
+def unlink_links(root: Path, limit: int = 100_000) -> int:
+    """Remove every symbolic link under `root` (never following one), so that no folder on the
+    way to a file read later can lead outside it. Returns how many were removed; past `limit`
+    entries the rest of the tree is removed unread."""
+    removed, seen = 0, 0
+    for top, dirs, files in os.walk(root, followlinks=False):
+        for name in [*dirs, *files]:
+            seen += 1
+            path = os.path.join(top, name)
+            if os.path.islink(path):
+                os.unlink(path)
+                removed += 1
+        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(top, d))]
+        if seen > limit:
+            for d in dirs:
+                shutil.rmtree(os.path.join(top, d), ignore_errors=True)
+            dirs[:] = []
+    return removed
 
 
 def read_bytes(path: Path, limit: int) -> bytes:
