@@ -173,6 +173,9 @@ def main(argv: list[str] | None = None) -> int:
         if skip:
             extra.append(f"--CourseDirectory.student_id_exclude={','.join(skip)}")
         nbgrader("generate_feedback", args.assignment, "--force", *extra, root=root)
+        from bnlab.grading import report
+
+        report.secure_feedback_pages(root, args.assignment)
     elif args.cmd == "export":
         workflow.export(Path(args.to).resolve(), root)
     return 0

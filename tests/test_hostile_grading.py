@@ -21,6 +21,7 @@ import pytest
 from adversarial_cases import MAX, STEM, XSS_MARKDOWN, Case, build, cases, solution
 
 from bnlab.grading import ledger, untrusted
+from bnlab.grading import report as report_module
 from conftest import REPO, run_course
 
 pytestmark = pytest.mark.skipif(
@@ -371,6 +372,16 @@ def test_learner_html_never_runs_in_the_pages_an_instructor_opens(hostile):
             tab.goto(control.as_uri())
             tab.wait_for_timeout(300)
             assert tab.evaluate("typeof window.pwned") == "number"
+            # The feedback pages' CSP is a second wall: the same unsanitized markup in a page
+            # that got it does not run.
+            walled = hostile["root"] / "walled" / "feedback" / "x" / STEM / f"{STEM}.html"
+            walled.parent.mkdir(parents=True)
+            walled.write_text(f"<html><head></head><body>{XSS_MARKDOWN}</body></html>")
+            assert report_module.secure_feedback_pages(hostile["root"] / "walled", STEM) == 1
+            tab.goto(walled.as_uri())
+            tab.wait_for_timeout(300)
+            assert tab.evaluate("typeof window.pwned") == "undefined"
+            assert report_module.FEEDBACK_CSP in page.read_text(encoding="utf-8")
             tab.goto(page.as_uri())
             for link in tab.query_selector_all("a"):
                 assert not (link.get_attribute("href") or "").startswith("javascript:")

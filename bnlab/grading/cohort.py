@@ -323,3 +323,6 @@ def generate_feedback(root: Path, assignment: str, db_url: str) -> None:
     nbgrader(
         "generate_feedback", assignment, "--force", f"--CourseDirectory.db_url={db_url}", root=root
     )
+    from bnlab.grading import report
+
+    report.secure_feedback_pages(root, assignment)

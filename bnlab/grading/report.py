@@ -400,3 +400,35 @@ def write_report(results: list[dict], path: Path, assignment: str, max_score: fl
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(html, encoding="utf-8")
+
+
+# The feedback pages nbgrader writes load MathJax from its CDN and carry nbconvert's inline
+# styles; no other script may run there (learner markdown is sanitized already: this is the
+# second wall). The inline MathJax configuration has a non-script type, so it is data, not code.
+FEEDBACK_CSP = (
+    "default-src 'none'; script-src https://cdnjs.cloudflare.com; "
+    "style-src 'unsafe-inline' https://cdnjs.cloudflare.com; "
+    "font-src data: https://cdnjs.cloudflare.com; img-src data:"
+)
+
+
+def secure_feedback_pages(root: Path, assignment: str) -> int:
+    """Put FEEDBACK_CSP at the top of <head> of every feedback page of `assignment`; returns how
+    many pages got it (a page that already has it is left alone)."""
+    meta = f'<meta http-equiv="Content-Security-Policy" content="{FEEDBACK_CSP}">'
+    count = 0
+    for page in sorted(Path(root, "feedback").glob(f"*/{assignment}/*.html")):
+        if page.is_symlink() or not page.is_file():
+            continue
+        html = page.read_text(encoding="utf-8", errors="replace")
+        if meta in html:
+            continue
+        head = html.find("<head>")
+        if head < 0:
+            continue
+        at = head + len("<head>")
+        tmp = page.with_suffix(".html.tmp")
+        tmp.write_text(html[:at] + "\n" + meta + html[at:], encoding="utf-8")
+        tmp.replace(page)
+        count += 1
+    return count
