@@ -497,6 +497,13 @@ def cases(fill: dict) -> list[Case]:
             edit="surrogate_markdown",
             expect=HONEST,
         ),
+        # a cell after the last test that never ends: not run, so no time limit, full marks
+        Case(
+            "a28_endless_cell_after_the_tests",
+            edit="endless_trailing_cell",
+            expect=scores("ok", "ok"),
+            note="after the last test not run",
+        ),
         Case(
             "a27_html_in_markdown",
             {"batchnorm_forward": IDENTITY},
@@ -595,6 +602,17 @@ def build(case: Case, released: dict) -> dict[str, bytes]:
                 },
                 "outputs": [],
                 "source": "print('bonus')",
+            }
+        )
+    elif edit == "endless_trailing_cell":
+        nb["cells"].append(
+            {
+                "cell_type": "code",
+                "execution_count": None,
+                "id": "endless",
+                "metadata": {},
+                "outputs": [],
+                "source": "while True:\n    pass\n",
             }
         )
     elif edit == "missing_cell":

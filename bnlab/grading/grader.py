@@ -198,12 +198,22 @@ def restore(learner: dict, master: dict) -> list[dict]:
     return cells
 
 
+def _is_test(cell: dict) -> bool:
+    nbg = _nbg(cell)
+    return cell["cell_type"] == "code" and bool(nbg.get("grade")) and not nbg.get("solution")
+
+
 def build_job(cells: list[dict], run_seed: int | None = None) -> dict:
+    """What the sandbox runs: every code cell up to the last test cell, with the probes of
+    each test cell. Cells after the last test cell (the notebooks' demonstrations: training
+    curves, plots) are not run: every probe has been taken by then, so nothing they do can
+    change a grade, and skipping them saves the grading run their time."""
     job_cells, numpy_only = [], True
     from bnlab.checks import CHECKS
 
+    last_test = max((i for i, c in enumerate(cells) if _is_test(c)), default=-1)
     for index, cell in enumerate(cells):
-        if cell["cell_type"] != "code":
+        if cell["cell_type"] != "code" or index > last_test:
             continue
         nbg = _nbg(cell)
         if nbg.get("grade") and not nbg.get("solution"):
@@ -407,6 +417,12 @@ def grade_submission(
         student, assignment, digest, "graded", "", results, notebook, timestamp, notes
     )
     result.run_seed = run_seed
+    not_run = sum(1 for i, c in enumerate(cells) if c["cell_type"] == "code" and i not in by_index)
+    if not_run:
+        result.notes.append(
+            f"{not_run} code cell(s) after the last test not run at grading time "
+            "(they cannot change a grade)"
+        )
     if stopped:
         result.notes.append(f"sandbox: {stopped}")
     if outcome.disk_limit_hit:
