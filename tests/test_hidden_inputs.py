@@ -1,7 +1,8 @@
 """Hidden test inputs cannot be learned from one grading run and replayed in the next.
 
-Everything the sandbox can read (its /job/job.json, the arguments handed to the learner's
-functions) can be carried out through the learner's output into the feedback. The attack: read
+What learner code sees in the sandbox (the arguments handed to its functions; the job itself
+reaches the runner on stdin and is in no file, see the last test) can be carried out through
+the learner's output into the feedback. The attack: read
 the inputs of a run, compute the right outputs offline, resubmit a lookup table with no batch
 norm code in it. It is built here for the inputs of one run seed (what the feedback of that run
 could have leaked) and graded twice, beside an honest student and a wrong baseline: with the
@@ -17,6 +18,7 @@ import io
 import json
 import os
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -138,3 +140,57 @@ def test_run_seeds_change_every_input_and_are_drawn_per_run():
     ]
     assert len(seeds[0]) == len(seeds[1]) > 10
     assert all(x != y != z for x, y, z in zip(*seeds, strict=True))
+
+
+READ_THE_JOB = """
+import os
+found = []
+for path in ("/job/job.json", "/job"):
+    try:
+        found.append(open(path).read() if path.endswith(".json") else str(os.listdir(path)))
+    except OSError as err:
+        found.append(type(err).__name__)
+try:
+    found.append(os.read(0, 1 << 20).decode("utf-8", "replace"))
+except OSError as err:
+    found.append(type(err).__name__)
+print("\\n".join(found))
+"""
+
+
+@pytest.mark.parametrize("via", ["stdin", "file"])
+def test_the_job_is_not_a_file_the_learner_can_read(tmp_path, via):
+    """The job (cells, checks and this run's seeds) reaches the runner on stdin, read before any
+    learner code runs: a cell that reads /job/job.json and fd 0 finds neither. The control
+    hands the same job over as /job/job.json, as the grader once did: the cell prints it."""
+    from bnlab.grading import sandbox
+
+    marker = "seed-marker-8d1e"
+    job = {
+        "cells": [{"index": 0, "kind": "code", "source": READ_THE_JOB}],
+        "numpy_exercise": True,
+        "marker": marker,
+    }
+    job_dir, out = tmp_path / "job", tmp_path / "out"
+    job_dir.mkdir()
+    data = json.dumps(job).encode()
+    if via == "file":
+        (job_dir / "job.json").write_bytes(data)
+    argv = [
+        sys.executable,
+        "-m",
+        "bnlab.grading.sandbox_runner",
+        "-" if via == "stdin" else "/job",
+        "/out",
+    ]
+    limits = sandbox.Limits(wall_s=60, cpu_s=60)
+    with sandbox.output_folder(out, limits) as out:
+        outcome = sandbox.run(
+            job_dir, out, argv, limits, True, stdin_data=data if via == "stdin" else None
+        )
+        assert not outcome.timed_out
+        printed = json.loads((out / "cells" / "0.json").read_text())["stdout"]
+    if via == "stdin":
+        assert marker not in printed and "FileNotFoundError" in printed, printed
+    else:
+        assert marker in printed  # the control: a job in a file is the learner's to read

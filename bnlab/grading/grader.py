@@ -370,9 +370,18 @@ def grade_submission(
     ):
         job_dir = Path(tmp) / "job"
         job_dir.mkdir()
-        (job_dir / "job.json").write_text(json.dumps(job))
-        argv = [sys.executable, "-m", "bnlab.grading.sandbox_runner", "/job", "/out"]
-        outcome = sandbox.run(job_dir, out, argv, limits, job["numpy_exercise"], use_sandbox)
+        # The job (cells, checks, this run's input seeds) goes through the runner's stdin,
+        # read before any learner code runs: no file in the sandbox holds it.
+        argv = [sys.executable, "-m", "bnlab.grading.sandbox_runner", "-", "/out"]
+        outcome = sandbox.run(
+            job_dir,
+            out,
+            argv,
+            limits,
+            job["numpy_exercise"],
+            use_sandbox,
+            stdin_data=json.dumps(job).encode("utf-8"),
+        )
         # Reads below open their last component without following links; a link one level up
         # (/out/probes or /out/cells as a link to another submission's folder) is removed here.
         untrusted.unlink_links(out)

@@ -311,6 +311,20 @@ def _prlimit(limits: Limits, privileged: bool) -> list[str]:
     return [*args, "--"]
 
 
+def _feed(pipe, data: bytes) -> None:
+    """Write `data` to a child's stdin and close it (a child that never reads, or dies, only
+    ends the write)."""
+    try:
+        pipe.write(data)
+    except (BrokenPipeError, OSError):
+        pass
+    finally:
+        try:
+            pipe.close()
+        except OSError:
+            pass
+
+
 def run(
     job: Path,
     out: Path,
@@ -318,9 +332,12 @@ def run(
     limits: Limits,
     hide_frameworks: bool,
     sandbox: bool = True,
+    stdin_data: bytes | None = None,
 ) -> Outcome:
     """Run argv in the sandbox with /job (read-only) and /out (writable); never raises for
-    anything the code inside does."""
+    anything the code inside does. `stdin_data` is written to the process's standard input
+    (then closed): what the process must read before any learner code runs, and no file in
+    the sandbox holds."""
     privileged = os.geteuid() == 0
     out.chmod(0o777)
     job.chmod(0o755)
@@ -342,15 +359,18 @@ def run(
     # stdout and stderr go to unnamed files outside /out: nothing in the sandbox can replace
     # them with a link or a FIFO, and they do not count towards /out's limits.
     with (
-        open(os.devnull, "rb") as stdin,
+        open(os.devnull, "rb") as devnull,
         tempfile.TemporaryFile() as so,
         tempfile.TemporaryFile() as se,
     ):
         # Unsandboxed, the child inherits the environment, minus the grader's own cache.
         env = {k: v for k, v in os.environ.items() if k != "BNLAB_REFERENCE_CACHE"}
+        stdin = devnull if stdin_data is None else subprocess.PIPE
         proc = subprocess.Popen(
             cmd, stdin=stdin, stdout=so, stderr=se, start_new_session=True, env=env
         )
+        if stdin_data is not None:
+            threading.Thread(target=_feed, args=(proc.stdin, stdin_data), daemon=True).start()
         # A blocking wait with a timer (Popen.wait(timeout) polls, sleeping up to 50 ms).
         expired = threading.Event()
 

@@ -1,8 +1,9 @@
 """Inside the sandbox: run a learner's notebook cells in order and probe at each test cell.
 
-    python -m bnlab.grading.sandbox_runner /job /out
+    python -m bnlab.grading.sandbox_runner - /out      (the job on stdin, as the grader runs it)
+    python -m bnlab.grading.sandbox_runner JOB_DIR /out  (JOB_DIR/job.json)
 
-/job/job.json lists the code cells (the learner's answers and the course's locked cells) and,
+The job lists the code cells (the learner's answers and the course's locked cells) and,
 for each test cell, the probes to take: a check id, the names of the learner's functions and a
 seed. Nothing here judges anything. The only things written are data: per-cell output text
 (capped), a progress log, and each probe as arrays.npz + messages.json
@@ -193,9 +194,22 @@ def _refusal_code(label: str):
     return namespace["refuse"].__code__
 
 
-def main(job_dir: str, out_dir: str) -> int:
+def _read_job(source: str) -> dict:
+    """The job, from stdin ("-": read to the end, then fd 0 becomes /dev/null, so learner code
+    finds nothing there) or from SOURCE/job.json."""
+    if source != "-":
+        return json.loads((Path(source) / "job.json").read_text())
+    with os.fdopen(os.dup(0), "rb") as f:
+        data = f.read()
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    return json.loads(data.decode("utf-8"))
+
+
+def main(job_source: str, out_dir: str) -> int:
     out = Path(out_dir)
-    job = json.loads((Path(job_dir) / "job.json").read_text())
+    job = _read_job(job_source)
     (out / "cells").mkdir(exist_ok=True)
     progress = open(out / "progress.jsonl", "a", buffering=1)  # noqa: SIM115
 
