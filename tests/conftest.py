@@ -17,6 +17,18 @@ REPO = Path(__file__).resolve().parent.parent
 # per-run draw set it themselves.
 os.environ.setdefault("BNLAB_RUN_SEED", "20261202")
 BN_COURSE = str(Path(sys.executable).parent / "bn-course")
+# Debian's headless Chromium on a machine with no network: no background connections, and no
+# host but the local one resolves.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+]
 
 
 def solution_code(stem: str, cell_id: str) -> str:

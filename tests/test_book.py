@@ -15,7 +15,7 @@ import pytest
 from bs4 import BeautifulSoup
 
 from bnlab.core import course
-from conftest import REPO
+from conftest import CHROMIUM_ARGS, REPO
 
 BOOK_SOURCES = sorted((REPO / "book").glob("*.md"))
 
@@ -143,16 +143,7 @@ def test_math_renders_offline_in_headless_chromium(served_book):
     with sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=browser_path,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-            ],
+            args=CHROMIUM_ARGS,
         )
         context = browser.new_context(viewport={"width": 1280, "height": 900})
 

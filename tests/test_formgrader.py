@@ -35,7 +35,7 @@ from pathlib import Path
 import pytest
 from corpus_tools import CORPUS, read_submission, submission
 
-from conftest import REPO, run_course
+from conftest import CHROMIUM_ARGS, REPO, run_course
 
 pytestmark = pytest.mark.slow
 
@@ -43,17 +43,6 @@ STEM = "02_forward_pass"
 WRONG = "wrong_eps_outside_sqrt"
 INSTRUCTOR = "bnlab-instructor"
 BIN = Path(sys.executable).parent
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-]
 CI = os.environ.get("CI") == "true"
 
 
