@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -188,3 +189,20 @@ def test_report_and_feedback(reference):
     lines = (root / "reports" / f"{STEM}-grades.csv").read_text().splitlines()
     assert lines[0] == "student,assignment,score,max_score,status"
     assert len(lines) == len(students) + 1
+
+
+def test_a_rerun_regenerates_feedback_only_for_whom_it_graded(reference, tmp_path):
+    """A run that grades one changed submission rewrites that student's feedback page and no
+    other (nbgrader's generate_feedback, restricted to the students graded in the run)."""
+    root = tmp_path / "course"
+    shutil.copytree(reference[0], root)
+    pages = {p.parent.parent.name: p for p in (root / "feedback").glob(f"*/{STEM}/{STEM}.html")}
+    assert "blank" in pages and len(pages) == len(reference[1])
+    before = {s: p.stat().st_mtime_ns for s, p in pages.items()}
+    notebook = root / "submitted" / "blank" / STEM / f"{STEM}.ipynb"
+    notebook.write_text(json.dumps(submission(STEM, {})))  # the blank student submits again
+    grade(root, "--workers", "1")
+    after = {s: p.stat().st_mtime_ns for s, p in pages.items()}
+    assert after["blank"] != before["blank"]
+    assert {s for s in pages if after[s] != before[s]} == {"blank"}
+    assert "Score: 11.0 / 11.0" in pages["blank"].read_text(encoding="utf-8")

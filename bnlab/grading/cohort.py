@@ -151,6 +151,7 @@ def grade_cohort(
                     )
                 )
         folders = {t.student: Path(t.folder) for t in todo}
+        graded_now: set[str] = set()
         for item in _run(todo, workers, scheduler, progress):
             if isinstance(item, str):
                 summary.failed.append(item)
@@ -163,6 +164,7 @@ def grade_cohort(
                 continue
             if item.status == "graded":
                 summary.graded += 1
+                graded_now.add(item.student)
             else:
                 summary.not_graded += 1
         rows = ledger.rows(gb, assignment)
@@ -171,7 +173,7 @@ def grade_cohort(
     summary.csv = write_csv(root, assignment, rows)
     summary.report = write_report(root, assignment, rows, master)
     if feedback and summary.graded:
-        generate_feedback(root, assignment, db_url)
+        generate_feedback(root, assignment, db_url, graded_now)
     summary.wall_s = time.perf_counter() - start
     return summary
 
@@ -317,11 +319,26 @@ def write_report(root: Path, assignment: str, rows: list[dict], master: dict) ->
     return path
 
 
-def generate_feedback(root: Path, assignment: str, db_url: str) -> None:
+def generate_feedback(
+    root: Path, assignment: str, db_url: str, students: set[str] | None = None
+) -> None:
+    """nbgrader's generate_feedback for `assignment`: for the `students` graded in this run
+    only (the others' pages are up to date), or for everyone when `students` is None."""
     from bnlab.core.course import nbgrader
 
+    extra = []
+    if students is not None:
+        everyone = {p.parent.name for p in (root / "autograded").glob(f"*/{assignment}")}
+        others = sorted(everyone - set(students))
+        if others:
+            extra.append(f"--CourseDirectory.student_id_exclude={','.join(others)}")
     nbgrader(
-        "generate_feedback", assignment, "--force", f"--CourseDirectory.db_url={db_url}", root=root
+        "generate_feedback",
+        assignment,
+        "--force",
+        f"--CourseDirectory.db_url={db_url}",
+        *extra,
+        root=root,
     )
     from bnlab.grading import report
 
