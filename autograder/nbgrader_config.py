@@ -20,8 +20,10 @@ c.CourseDirectory.root = str(ROOT)
 c.CourseDirectory.source_directory = "source"
 c.CourseDirectory.release_directory = "release"
 c.CourseDirectory.db_url = f"sqlite:///{ROOT / 'gradebook.db'}"
-# The exchange of release_assignment / fetch_assignment / submit / collect, on one machine.
-c.Exchange.root = str(ROOT / "exchange")
+# The exchange of release_assignment / fetch_assignment / submit / collect: on one machine inside
+# the course root; on a JupyterHub, a folder every learner can write (BNLAB_EXCHANGE, the same
+# path as the learners' own nbgrader_config.py; README, "A JupyterHub course with nbgrader").
+c.Exchange.root = os.environ.get("BNLAB_EXCHANGE") or str(ROOT / "exchange")
 
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"

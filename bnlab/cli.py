@@ -10,6 +10,7 @@
     bn-course grade STEM                             sandboxed, parallel, resumable grading
     bn-course feedback STEM [--student S]            nbgrader generate_feedback (no hidden tests)
     bn-course export [--to FILE]                     nbgrader export + a graded/not-graded status
+    bn-course references --write | --check           references shipped for the visible checks
 
 nbgrader itself runs in autograder/, whose nbgrader_config.py defines the course root
 (`_course/` by default, or $BNLAB_COURSE_ROOT). This module only parses arguments and calls.
@@ -136,6 +137,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     p = sub.add_parser("export", help="export grades to CSV")
     p.add_argument("--to", default="grades.csv")
+    p = sub.add_parser(
+        "references",
+        help="the framework references of the NumPy notebooks' visible checks, shipped in bnlab "
+        "(bnlab/checks/data/visible_references.zip) for learners without torch/Keras",
+    )
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--write", action="store_true", help="compute with the real frameworks")
+    mode.add_argument(
+        "--check", action="store_true", help="exit 1 if the shipped file differs from a fresh run"
+    )
     args = parser.parse_args(argv)
 
     root = course_root()
@@ -178,6 +189,10 @@ def main(argv: list[str] | None = None) -> int:
         report.secure_feedback_pages(root, args.assignment)
     elif args.cmd == "export":
         workflow.export(Path(args.to).resolve(), root)
+    elif args.cmd == "references":
+        from bnlab.grading import visible_references
+
+        return visible_references.write() if args.write else visible_references.check()
     return 0
 
 

@@ -21,6 +21,22 @@
 # `nn.BatchNorm1d/2d` in eval mode, and the equations of Ioffe (2017).
 
 # %% nbgrader={"grade": false, "grade_id": "imports", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# On Colab, or wherever this course's package `bnlab` is missing, install it first.
+import importlib.util
+import subprocess
+import sys
+
+if importlib.util.find_spec("bnlab") is None:
+    BNLAB = "git+https://github.com/batchnorm-course/batchnorm-course"
+    if "google.colab" not in sys.modules:
+        raise ModuleNotFoundError(
+            f'bnlab is not installed: pip install "bnlab[learner] @ {BNLAB}", then restart the kernel'
+        )
+    # Colab has numpy, matplotlib, torch and TensorFlow: add bnlab alone, changing none of them.
+    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", f"bnlab @ {BNLAB}"]
+    subprocess.run(pip, check=True)
+    importlib.invalidate_caches()
+
 import numpy as np
 
 from bnlab import checks

@@ -133,7 +133,8 @@ def _atol(case: Case, want: np.ndarray) -> float:
 
 
 @cached
-def variants(case: Case, grad: str, ref: dict) -> dict[str, tuple[np.ndarray, str]]:
+def variants(case: Case, grad: str) -> dict[str, tuple[np.ndarray, str]]:
+    ref = _autograd(case)
     found = {}
     const = {
         "mean and variance treated as constants": (
@@ -209,7 +210,7 @@ def judge(prop: str, case_list: list[Case], pr: Probe, what: str = "batchnorm_ba
                     f"sums over axis {dims if len(dims) > 1 else 0}.",
                     f"{grad} not summed over the batch",
                 )
-            found = diagnose(got, variants(case, grad, ref), atol) if got is not None else None
+            found = diagnose(got, variants(case, grad), atol) if got is not None else None
             if found:
                 return Verdict(
                     prop, False, f"{detail}. Diagnosis: {found[0]}. {found[1]}", found[0]

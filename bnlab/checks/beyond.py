@@ -17,7 +17,10 @@ judged against the paper's equations written here in torch, and against its limi
 the real BN (r_max = 1, d_max = 0 is training-mode BN; unclipped it is the inference transform
 with the running statistics). Its gradient, with r and d held constant, is judged against
 torch.autograd of those equations. Every reference and known mistake is computed with torch, so
-nothing here is a NumPy answer (and the sandbox, which hides torch, cannot run any of it).
+nothing here is a NumPy answer (and the sandbox, which hides torch, cannot run any of it). Two
+computations take the learner's numbers and are plain arithmetic, in NumPy where torch is
+absent: GroupNorm's affine step applied to the learner's own x_hat, and the learner's folded
+weights applied as a linear / convolutional layer (no batch norm in either).
 
 `conv2d` is a small NumPy helper for the notebook's (ungraded) folding experiment.
 """
@@ -352,13 +355,27 @@ def _probe_fold(fold_fn, case_list):
     return pr
 
 
-def _probe_renorm(renorm_fn, case_list):
+def _probe_triples(fn, case_list, args, names: tuple[str, str, str]) -> Probe:
+    """Call `fn(*args(case), eps=case.eps)` on every case; record the three arrays it returns
+    under `names`."""
     pr = Probe()
     for c in case_list:
-        ret = call_learner(
-            pr,
-            c.name,
-            renorm_fn,
+        ret = call_learner(pr, c.name, fn, *args(c), eps=c.eps)
+        if ret is None and c.name in pr.errors:
+            continue
+        if not (isinstance(ret, tuple) and len(ret) == 3):
+            pr.errors[c.name] = f"returned {type(ret).__name__}, not a triple ({', '.join(names)})"
+            continue
+        for name, value in zip(names, ret, strict=True):
+            if not _record(pr, f"{c.name}.{name}", value):
+                pr.errors[c.name] = f"returned {name} that is not an array"
+                break
+    return pr
+
+
+def _probe_renorm(renorm_fn, case_list):
+    def args(c):
+        return (
             c.x.copy(),
             c.gamma.copy(),
             c.beta.copy(),
@@ -366,46 +383,19 @@ def _probe_renorm(renorm_fn, case_list):
             c.running_var.copy(),
             c.r_max,
             c.d_max,
-            eps=c.eps,
         )
-        if ret is None and c.name in pr.errors:
-            continue
-        if not (isinstance(ret, tuple) and len(ret) == 3):
-            pr.errors[c.name] = f"returned {type(ret).__name__}, not a triple (out, r, d)"
-            continue
-        for name, value in zip(("out", "r", "d"), ret, strict=True):
-            if not _record(pr, f"{c.name}.{name}", value):
-                pr.errors[c.name] = f"returned {name} that is not an array"
-                break
-    return pr
+
+    return _probe_triples(renorm_fn, case_list, args, ("out", "r", "d"))
 
 
 def _probe_renorm_backward(backward_fn, case_list):
     """The gradient alone, on the case's x, gamma, r and d (not the learner's forward), so that
     a mistake in batchrenorm_forward costs only the forward's tests."""
-    pr = Probe()
-    for c in case_list:
-        ret = call_learner(
-            pr,
-            c.name,
-            backward_fn,
-            c.dout.copy(),
-            c.x.copy(),
-            c.gamma.copy(),
-            c.r.copy(),
-            c.d.copy(),
-            eps=c.eps,
-        )
-        if ret is None and c.name in pr.errors:
-            continue
-        if not (isinstance(ret, tuple) and len(ret) == 3):
-            pr.errors[c.name] = f"returned {type(ret).__name__}, not a triple (dx, dgamma, dbeta)"
-            continue
-        for name, value in zip(("dx", "dgamma", "dbeta"), ret, strict=True):
-            if not _record(pr, f"{c.name}.{name}", value):
-                pr.errors[c.name] = f"returned {name} that is not an array"
-                break
-    return pr
+
+    def args(c):
+        return (c.dout.copy(), c.x.copy(), c.gamma.copy(), c.r.copy(), c.d.copy())
+
+    return _probe_triples(backward_fn, case_list, args, ("dx", "dgamma", "dbeta"))
 
 
 # ----------------------------------------------------------------------------- references
@@ -694,12 +684,12 @@ def _judge_gn_affine(prop, case_list, pr, what):
         got, xh = pr.arrays[f"{full.name}.out"], pr.arrays[f"{plain.name}.out"]
         if got.shape != full.x.shape or xh.shape != full.x.shape:
             return Verdict(prop, False, f"out has shape {got.shape}, expected {full.x.shape}")
+        # Plain float64 arithmetic on the learner's own x_hat (no reference layer involved).
         c, G = full.x.shape[1], full.G
-        torch = import_torch()
         view = (1, -1, 1, 1)
-        gt, bt = _t(full.gamma), _t(full.beta)
+        gt, bt = np.asarray(full.gamma, np.float64), np.asarray(full.beta, np.float64)
         atol = _out_atol(full)
-        want = (_t(xh) * gt.view(view) + bt.view(view)).numpy()
+        want = np.asarray(xh, np.float64) * gt.reshape(view) + bt.reshape(view)
         if close(got, want, atol):
             continue
         detail = describe_difference(
@@ -707,11 +697,11 @@ def _judge_gn_affine(prop, case_list, pr, what):
         )
         per_group = {}
         for label, idx in (
-            ("gamma[:G]", torch.arange(G)),
-            ("gamma[::C//G]", torch.arange(0, c, c // G)),
+            ("gamma[:G]", np.arange(G)),
+            ("gamma[::C//G]", np.arange(0, c, c // G)),
         ):
-            rep = idx.repeat_interleave(c // G)
-            per_group[label] = (gt[rep].view(view), bt[rep].view(view))
+            rep = np.repeat(idx, c // G)
+            per_group[label] = (gt[rep].reshape(view), bt[rep].reshape(view))
         found = None
         ref_plain = _norm_autograd(plain, "gn")["out"]
         for base in (xh, ref_plain):
@@ -720,7 +710,7 @@ def _judge_gn_affine(prop, case_list, pr, what):
                 mistakes.setdefault(
                     "GN affine per group instead of per channel",
                     (
-                        (_t(base) * gg + bb).numpy(),
+                        np.asarray(base, np.float64) * gg + bb,
                         "You applied one scale and shift per group. GroupNorm's gamma and "
                         "beta have one entry per channel, shape (C,): normalize per group, "
                         "reshape back to (N, C, H, W), then out = gamma.reshape(1, C, 1, 1) * "
@@ -733,7 +723,7 @@ def _judge_gn_affine(prop, case_list, pr, what):
                 got,
                 {
                     "gamma and beta swapped": (
-                        (_t(base) * bt.view(view) + gt.view(view)).numpy(),
+                        np.asarray(base, np.float64) * bt.reshape(view) + gt.reshape(view),
                         "gamma scales and beta shifts: out = gamma * x_hat + beta.",
                     ),
                     "gamma and beta ignored": (
@@ -751,44 +741,59 @@ def _judge_gn_affine(prop, case_list, pr, what):
     )
 
 
-@cached
 def _fold_outputs(case: FoldCase, W=None, b=None, original: bool = False) -> np.ndarray:
     """The case's batch through the real layers: the original layer followed by BatchNorm in
     eval mode (original=True), or a layer with the given (folded) weights alone."""
+    return _fold_reference(case) if original else _folded_layer(case, W, b)
+
+
+@cached
+def _fold_reference(case: FoldCase) -> np.ndarray:
+    """The original nn.Linear / nn.Conv2d followed by nn.BatchNorm1d/2d in eval mode."""
     torch = import_torch()
     x = _t(case.x)
     f64 = torch.float64
     with torch.no_grad():
-        if original:
-            bias = case.b is not None
-            if case.kind == "dense":
-                d_out, d_in = case.W.shape
-                layer = torch.nn.Linear(d_in, d_out, bias=bias, dtype=f64)
-                bn = torch.nn.BatchNorm1d(d_out, eps=case.eps, dtype=f64)
-            else:
-                c_out, c_in, kh, kw = case.W.shape
-                layer = torch.nn.Conv2d(
-                    c_in, c_out, (kh, kw), padding=case.padding, bias=bias, dtype=f64
-                )
-                bn = torch.nn.BatchNorm2d(c_out, eps=case.eps, dtype=f64)
-            layer.weight.copy_(_t(case.W))
-            if bias:
-                layer.bias.copy_(_t(case.b))
-            bn.weight.copy_(_t(case.gamma))
-            bn.bias.copy_(_t(case.beta))
-            bn.running_mean.copy_(_t(case.running_mean))
-            bn.running_var.copy_(_t(case.running_var))
-            bn.eval()
-            return bn(layer(x)).numpy()
+        bias = case.b is not None
         if case.kind == "dense":
             d_out, d_in = case.W.shape
-            layer = torch.nn.Linear(d_in, d_out, bias=True, dtype=f64)
+            layer = torch.nn.Linear(d_in, d_out, bias=bias, dtype=f64)
+            bn = torch.nn.BatchNorm1d(d_out, eps=case.eps, dtype=f64)
         else:
             c_out, c_in, kh, kw = case.W.shape
-            layer = torch.nn.Conv2d(c_in, c_out, (kh, kw), padding=case.padding, dtype=f64)
-        layer.weight.copy_(_t(W))
-        layer.bias.copy_(_t(np.reshape(b, -1)))
-        return layer(x).numpy()
+            layer = torch.nn.Conv2d(
+                c_in, c_out, (kh, kw), padding=case.padding, bias=bias, dtype=f64
+            )
+            bn = torch.nn.BatchNorm2d(c_out, eps=case.eps, dtype=f64)
+        layer.weight.copy_(_t(case.W))
+        if bias:
+            layer.bias.copy_(_t(case.b))
+        bn.weight.copy_(_t(case.gamma))
+        bn.bias.copy_(_t(case.beta))
+        bn.running_mean.copy_(_t(case.running_mean))
+        bn.running_var.copy_(_t(case.running_var))
+        bn.eval()
+        return bn(layer(x)).numpy()
+
+
+def _folded_layer(case: FoldCase, W, b) -> np.ndarray:
+    """The case's batch through a plain nn.Linear / nn.Conv2d with weights W and bias b (the
+    learner's folded ones, or a known mistake's). Its weights come from the answer, so no
+    reference can be shipped for it: without torch the same layer is applied in NumPy (a
+    matrix product or `conv2d`, in float64; not a batch norm, and not an answer)."""
+    W, b = np.asarray(W, np.float64), np.reshape(np.asarray(b, np.float64), -1)
+    try:
+        torch = import_torch()
+    except ImportError:
+        x = np.asarray(case.x, np.float64)
+        if case.kind == "dense":
+            return x @ W.T + b
+        return conv2d(x, W, b, padding=case.padding)
+    x = _t(case.x)
+    with torch.no_grad():
+        if case.kind == "dense":
+            return torch.nn.functional.linear(x, _t(W), _t(b)).numpy()
+        return torch.nn.functional.conv2d(x, _t(W), _t(b), padding=case.padding).numpy()
 
 
 @cached
@@ -840,11 +845,10 @@ def _fold_variants(case: FoldCase) -> dict[str, tuple[np.ndarray, np.ndarray, st
     return found
 
 
-def _fold_atol(case: FoldCase, want) -> float:
+@cached
+def _fold_magnitude(case: FoldCase) -> float:
+    """The largest |x| * |W| through the case's layer (a bound on its output's terms)."""
     torch = import_torch()
-    scale = np.abs(case.gamma.astype(np.float64)) / np.sqrt(
-        case.running_var.astype(np.float64) + case.eps
-    )
     with torch.no_grad():
         x = _t(case.x)
         Wa = _t(np.abs(case.W.astype(np.float64)))
@@ -852,11 +856,18 @@ def _fold_atol(case: FoldCase, want) -> float:
             mag = torch.nn.functional.linear(x.abs(), Wa)
         else:
             mag = torch.nn.functional.conv2d(x.abs(), Wa, padding=case.padding)
+    return float(mag.max())
+
+
+def _fold_atol(case: FoldCase, want) -> float:
+    scale = np.abs(case.gamma.astype(np.float64)) / np.sqrt(
+        case.running_var.astype(np.float64) + case.eps
+    )
     shift = np.abs(case.running_mean.astype(np.float64)) + (
         0 if case.b is None else np.abs(case.b.astype(np.float64))
     )
     bound = (
-        float(mag.max()) * scale.max()
+        _fold_magnitude(case) * scale.max()
         + float((shift * scale).max())
         + float(np.abs(case.beta).max())
     )

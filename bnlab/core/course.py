@@ -23,6 +23,12 @@ def course_root() -> Path:
     return Path(os.environ.get("BNLAB_COURSE_ROOT") or REPO / "_course").resolve()
 
 
+def exchange_root(root: Path) -> Path:
+    """nbgrader's exchange, as autograder/nbgrader_config.py computes it: `$BNLAB_EXCHANGE` (a
+    folder shared with the learners, on a JupyterHub) or `exchange/` in the course root."""
+    return Path(os.environ.get("BNLAB_EXCHANGE") or root / "exchange")
+
+
 def _bin(name: str) -> str:
     """An executable of the running environment (the venv), falling back to PATH."""
     candidate = Path(sys.executable).parent / name

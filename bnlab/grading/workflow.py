@@ -10,7 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bnlab.core.course import NOTEBOOKS, nbgrader, stems, write_sources
+from bnlab.core.course import NOTEBOOKS, exchange_root, nbgrader, stems, write_sources
 from bnlab.grading import intake
 
 
@@ -189,7 +189,7 @@ def collect(stem: str, root: Path) -> list[str]:
     import pwd
     import stat
 
-    inbound = root / "exchange" / COURSE_ID / "inbound"
+    inbound = exchange_root(root) / COURSE_ID / "inbound"
     if not inbound.is_dir():
         raise SystemExit(f"bn-course: {inbound}: no inbound folder (nothing was submitted)")
     entries = sorted(
