@@ -1,10 +1,11 @@
 """Benchmark: grading one synthetic cohort four ways, side by side in one run.
 
-The cohort: N submissions of 02_forward_pass (default 40), cycling through the instructor's
-solution, the valid variants and the named mistakes of tests/corpus, an untouched notebook, and
-hostile submissions from tests/adversarial_cases.py (patched comparators and grader modules,
-edited locked cells and metadata, stolen answers, forged result files). Resource bombs are left
-out: they cost each grader its time limit, not its speed.
+The cohort: N submissions of one assignment (`--stem`, default 02_forward_pass; N default 40),
+cycling through the instructor's solution, the valid variants and the named mistakes of
+tests/corpus, an untouched notebook, and, for 02, hostile submissions from
+tests/adversarial_cases.py (patched comparators and grader modules, edited locked cells and
+metadata, stolen answers, forged result files). Resource bombs are left out: they cost each
+grader its time limit, not its speed.
 
 1. floor: the bare execution of the same notebooks with nbclient (fresh kernel, no grading);
 2. stock `nbgrader autograde` (serial);
@@ -14,7 +15,7 @@ out: they cost each grader its time limit, not its speed.
 Then where the time goes (sandbox start, runner, judge, gradebook write), and whether the
 scores equal stock nbgrader's on the non-hostile submissions. Appends to bench/RESULTS.md.
 
-    .venv/bin/python bench/bench_grading.py [--n 40]
+    .venv/bin/python bench/bench_grading.py [--n 40] [--stem 05_frameworks_torch]
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def make_root(root: Path, n: int) -> dict[str, bool]:
     hostile = [
         (c.student, build(c, released)[f"{STEM}.ipynb"])
         for c in cases({"root": root, "repo": REPO, "port": 9})
-        if c.student in HOSTILE
+        if c.student in HOSTILE and STEM == "02_forward_pass"  # the cases are written for 02
     ]
     pool = [(name, data, False) for name, data in honest] + [(s, d, True) for s, d in hostile]
     kinds = {}
@@ -159,7 +160,10 @@ def breakdown(root: Path) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=40)
+    parser.add_argument("--stem", default="02_forward_pass")
     args = parser.parse_args()
+    global STEM
+    STEM = args.stem
     base = Path(tempfile.mkdtemp(prefix="bnlab-bench-grading-"))
     try:
         roots = {k: base / k for k in ("floor", "stock", "w1", "w2")}
