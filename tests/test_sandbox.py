@@ -431,3 +431,33 @@ def test_clean_makes_learner_text_writable():
     cleaned = untrusted.clean(value)
     json.dumps(cleaned, ensure_ascii=False).encode("utf-8")  # no UnicodeEncodeError
     assert cleaned["out"][0] == "ok"
+
+
+def test_groups_of_a_dead_grader_are_swept_and_a_live_ones_kept():
+    """A grader killed with kill -9 cannot remove its cgroups: the next grading process does,
+    killing what is left in them, and leaves alone the groups of graders that still run."""
+    import subprocess
+
+    from bnlab.grading import cgroups
+
+    _need_cgroups()
+    version = sandbox.cgroup_version()
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid that no longer exists
+    name = f"{cgroups.PREFIX}-{gone.pid}-0"  # as a grader with that pid would have named it
+    parents = ["memory", "pids", "cpu"] if version == "v1" else [""]
+    stale = cgroups.Cgroup(version, [cgroups.ROOT / c / name for c in parents])
+    live = cgroups.Cgroup.create(version, 64 * 2**20, 8, 1.0)
+    try:
+        for d in stale.dirs:
+            d.mkdir()
+        orphan = subprocess.Popen(["sleep", "60"])
+        for f in stale.procs_files():
+            Path(f).write_text(str(orphan.pid))
+        cgroups.sweep_stale(version)
+        assert orphan.wait(timeout=10) == -9  # what was left in the dead grader's group
+        assert not any(d.exists() for d in stale.dirs)
+        assert all(d.exists() for d in live.dirs)  # this process's group is its own
+    finally:
+        live.remove()
+        stale.remove()

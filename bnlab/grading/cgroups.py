@@ -47,12 +47,46 @@ def _v2_ok() -> bool:
     return {"memory", "pids", "cpu"} <= have
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stale(version: str) -> list[Path]:
+    """Remove the groups of grading processes that no longer exist (a grader killed with
+    kill -9 cannot remove its own): whatever is left in them is killed first. Returns the
+    folders removed. The group name carries the grading process's pid (`bnlab-PID-N`)."""
+    parents = [ROOT / c for c in ("memory", "pids", "cpu")] if version == "v1" else [ROOT]
+    stale: dict[str, list[Path]] = {}
+    for parent in parents:
+        for d in parent.glob(f"{PREFIX}-*-*"):
+            parts = d.name.split("-")
+            if len(parts) == 3 and parts[1].isdigit() and not _pid_alive(int(parts[1])):
+                stale.setdefault(d.name, []).append(d)
+    removed = []
+    for dirs in stale.values():
+        group = Cgroup(version, dirs)
+        group.remove()
+        removed += [d for d in dirs if not d.exists()]
+    return removed
+
+
 def available() -> tuple[str | None, str]:
-    """('v1' | 'v2' | None, why): which cgroup version this grader can use here."""
+    """('v1' | 'v2' | None, why): which cgroup version this grader can use here. Groups left by
+    grading processes that died are removed on the way."""
     if os.geteuid() != 0:
         return None, "not running as root (cgroups need root, or a delegated subtree)"
     for version, ok in (("v1", _v1_ok), ("v2", _v2_ok)):
         if ok():
+            try:
+                sweep_stale(version)
+            except OSError:  # a leftover that cannot be removed must not stop grading
+                pass
             try:
                 probe = Cgroup.create(version, memory_bytes=64 * 2**20, pids=8, cpu=1.0)
                 probe.remove()
