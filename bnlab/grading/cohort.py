@@ -325,6 +325,7 @@ def generate_feedback(
     """nbgrader's generate_feedback for `assignment`: for the `students` graded in this run
     only (the others' pages are up to date), or for everyone when `students` is None."""
     from bnlab.core.course import nbgrader
+    from bnlab.grading import report
 
     extra = []
     if students is not None:
@@ -340,6 +341,4 @@ def generate_feedback(
         *extra,
         root=root,
     )
-    from bnlab.grading import report
-
     report.secure_feedback_pages(root, assignment)

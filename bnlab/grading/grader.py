@@ -215,8 +215,7 @@ def build_job(cells: list[dict], run_seed: int | None = None) -> dict:
     for index, cell in enumerate(cells):
         if cell["cell_type"] != "code" or index > last_test:
             continue
-        nbg = _nbg(cell)
-        if nbg.get("grade") and not nbg.get("solution"):
+        if _is_test(cell):
             items = plan_test_cell(cell_source(cell))
             for k, item in enumerate(items):
                 item["key"] = f"{index}-{k}"
