@@ -22,14 +22,15 @@ import pytest
 from bs4 import BeautifulSoup
 from corpus_tools import cohort, submission
 
+from bnlab.checks import framework_stems
 from bnlab.core.course import source_notebook, stems
 from conftest import run_course
 
 EXCHANGE_STUDENT = getpass.getuser()  # this machine's user submits through the exchange
 GENERIC = {"failed", "exception"}
-# The NumPy assignments here; the framework ones (05) in test_grading_pipeline_frameworks.py,
-# which runs these same tests on its own STEMS, so that pytest-xdist runs the two side by side.
-STEMS = [s for s in stems() if not s.startswith("05_")]
+# The NumPy assignments here; the framework ones in test_grading_pipeline_frameworks.py, which
+# runs these same tests on its own STEMS, so that pytest-xdist runs the two side by side.
+STEMS = sorted(set(stems()) - set(framework_stems()))
 
 
 def pytest_generate_tests(metafunc):

@@ -17,7 +17,15 @@ from types import ModuleType
 
 import numpy as np
 
-from bnlab.checks import backward, beyond, forward, keras_layers, running, torch_layers
+from bnlab.checks import (
+    backward,
+    beyond,
+    forward,
+    keras_layers,
+    running,
+    sync_layers,
+    torch_layers,
+)
 from bnlab.checks.harness import Failure, Verdict
 
 
@@ -83,10 +91,23 @@ CHECKS = {
         f"keras.{p}": Spec(keras_layers, p, "05_frameworks_keras", ("BatchNormalization",))
         for p in ("train", "inference", "weights", "axis", "fit")
     },
+    **{
+        f"sync.{p}": Spec(sync_layers, p, "10_batchnorm_at_scale", ("SyncBatchNorm",))
+        for p in ("forward", "backward", "running")
+    },
     "keras.custom_gradient": Spec(
         keras_layers, "custom_gradient", "05_frameworks_keras", ("batchnorm_custom_gradient",)
     ),
 }
+
+
+# The exercises written with a framework (PyTorch, Keras); every other check is NumPy.
+FRAMEWORK_MODULES = (torch_layers, keras_layers, sync_layers)
+
+
+def framework_stems() -> list[str]:
+    """The assignments whose exercises use a deep-learning framework."""
+    return sorted({s.stem for s in CHECKS.values() if s.module in FRAMEWORK_MODULES})
 
 
 def run(check_id: str, *learner, seed: int = 0) -> Verdict:

@@ -26,12 +26,10 @@ HIDDEN = ("### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS")
 
 
 def numpy_stems() -> list[str]:
-    """The assignments whose exercises are NumPy (their checks are not torch_layers/keras)."""
-    from bnlab.checks import CHECKS, keras_layers, torch_layers
+    """The assignments whose exercises are NumPy (no check of theirs uses a framework)."""
+    from bnlab.checks import CHECKS, framework_stems
 
-    return sorted(
-        {s.stem for s in CHECKS.values() if s.module not in (torch_layers, keras_layers)}
-    )
+    return sorted({s.stem for s in CHECKS.values()} - set(framework_stems()))
 
 
 def _without_hidden(source: str) -> str:

@@ -1,0 +1,4 @@
+# expect: test_running = batch statistics in eval mode
+# @edit SyncBatchNorm
+# old: 'if self.training or not self.track_running_stats:'
+# new: 'if True:'
