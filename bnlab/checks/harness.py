@@ -382,6 +382,7 @@ OWN_MESSAGES = (
     "the forward pass did not return",
     "the backward pass must return",
     "torch could not load your state_dict",
+    "the rank's process",  # bnlab.checks.ranks
 )
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import socket
 import tempfile
 import time
@@ -28,6 +29,7 @@ from datetime import timedelta
 from bnlab.checks.harness import Probe
 
 DEADLINE_SLACK = 15.0  # seconds past the collectives' timeout before a rank is killed
+RANK_MESSAGE = "the rank's process"  # how the messages written here begin (harness.OWN_MESSAGES)
 GRACE = 3.0  # seconds the other ranks get once one has failed
 
 
@@ -42,6 +44,9 @@ def loopback_interface() -> str:
 
 def _child(rank, world_size, store_path, timeout, work, conn) -> None:
     """One rank: silence its output, join the group, run `work`, send the probe's data."""
+    import faulthandler
+
+    faulthandler.disable()  # it writes to a copy of the caller's stderr, kept by pytest/kernels
     null = os.open(os.devnull, os.O_WRONLY)
     os.dup2(null, 1)
     os.dup2(null, 2)
@@ -71,18 +76,17 @@ def _child(rank, world_size, store_path, timeout, work, conn) -> None:
         try:
             probe = work(rank, world_size)
         finally:
+            # When this rank stopped: the first rank to fail is the one the others waited for.
+            payload["finished"] = time.monotonic()
             # Learner code may have destroyed the group already.
             if dist.is_initialized():
                 dist.destroy_process_group()
         calls = list(probe.framework_calls)
         calls += [c for c in harness.REFUSED_CALLS if c not in calls]
-        payload = {
-            "arrays": dict(probe.arrays),
-            "errors": dict(probe.errors),
-            "framework_calls": calls,
-        }
+        payload.update(arrays=dict(probe.arrays), errors=dict(probe.errors), framework_calls=calls)
     except BaseException as err:  # noqa: BLE001 - whatever happens, the parent hears of it
         payload["errors"] = {f"rank {rank}": f"{type(err).__name__}: {err}"[:500]}
+        payload.setdefault("finished", time.monotonic())
     try:
         conn.send(payload)
     except Exception as err:  # noqa: BLE001 - e.g. an array that does not pickle
@@ -90,6 +94,15 @@ def _child(rank, world_size, store_path, timeout, work, conn) -> None:
     finally:
         conn.close()
         os._exit(0)  # never the parent's atexit handlers (a Jupyter kernel's, the sandbox's)
+
+
+def _exit_status(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
 
 
 def run_ranks(
@@ -145,27 +158,40 @@ def _collect(pipes, procs, timeout: float) -> list[dict]:
             del waiting[rank]
             if payloads[rank].get("errors"):
                 deadline = min(deadline, time.monotonic() + GRACE)
+    failed = [r for r, p in payloads.items() if p.get("errors")]
+    first_failed = min(failed, key=lambda r: payloads[r].get("finished", 0.0), default=None)
+    for rank in failed:
+        if rank != first_failed:
+            # Most likely a consequence (a collective whose peer had gone): say so.
+            payloads[rank]["errors"] = {
+                k: f"after rank {first_failed} failed: {v}"
+                for k, v in payloads[rank]["errors"].items()
+            }
     for proc in procs:
         proc.join(max(0.0, min(1.0, deadline - time.monotonic())))
         if proc.is_alive():
             proc.kill()
             proc.join(1.0)
-    failed = sorted(r for r, p in payloads.items() if p.get("errors"))
     for rank, proc in enumerate(procs):
         payload = payloads.get(rank)
         if payload is not None and (payload.get("errors") or payload.get("arrays")):
             continue
-        if rank in waiting and failed:
+        if rank in waiting and first_failed is not None:
             why = (
-                f"stopped after rank {failed[0]} failed (it was most likely waiting for "
-                "that rank in a collective)"
+                f"{RANK_MESSAGE} was stopped after rank {first_failed} failed (it was most "
+                "likely waiting for that rank in a collective)"
             )
         elif rank in waiting:
             why = (
-                f"did not finish within {timeout + DEADLINE_SLACK:.0f} s: every rank must "
-                "call the same collectives in the same order"
+                f"{RANK_MESSAGE} did not finish within {timeout + DEADLINE_SLACK:.0f} s: "
+                "every rank must call the same collectives, in the same order"
             )
         else:
-            why = f"ended (exit code {proc.exitcode}) without reporting"
+            why = f"{RANK_MESSAGE} ended ({_exit_status(proc.exitcode)}) without reporting"
+            if proc.exitcode == -signal.SIGABRT:
+                why += (
+                    ": gloo aborts a process whose collectives do not pair up with the other "
+                    "ranks' (a different number of calls, or tensors of different sizes)"
+                )
         payloads[rank] = {"arrays": {}, "errors": {f"rank {rank}": why}}
     return [payloads[rank] for rank in range(len(procs))]
