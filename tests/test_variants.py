@@ -23,6 +23,7 @@ COUNTS = {
     "04_train_vs_inference": 200,
     "05_frameworks_torch": 24,
     "05_frameworks_keras": 9,
+    "10_batchnorm_at_scale": 12,  # each check forks a 2-process gloo group
 }
 SUMMARY: dict[str, str] = {}
 

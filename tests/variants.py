@@ -644,12 +644,117 @@ def keras_programs(n: int) -> Iterator[tuple[str, dict[str, str]]]:
         yield " / ".join(combo), {"layer": keras_cell(*combo)}
 
 
+# ----------------------------------------------------------------------------- 10 SyncBatchNorm
+# Correct ways to synchronize: the global statistics, the backward's two sums, the running
+# update. Every program keeps the same signature; mean, var (biased), n (global count, a 0-dim
+# or (1,) tensor) and x_hat come out of the statistics slot.
+SYNC_STATS = {
+    "one all-reduce of sums": """
+stats = torch.cat([x.sum(dim=dims), (x * x).sum(dim=dims),
+                   x.new_full((1,), x.numel() // x.shape[1])])
+dist.all_reduce(stats, group=process_group)
+c = x.shape[1]
+n = stats[2 * c]
+mean = stats[:c] / n
+var = stats[c:2 * c] / n - mean ** 2""",
+    "two passes": """
+n = torch.tensor(float(x.numel() // x.shape[1]), dtype=x.dtype, device=x.device)
+dist.all_reduce(n, group=process_group)
+s = x.sum(dim=dims)
+dist.all_reduce(s, group=process_group)
+mean = s / n
+sq = ((x - mean.view(shape)) ** 2).sum(dim=dims)
+dist.all_reduce(sq, op=dist.ReduceOp.SUM, group=process_group)
+var = sq / n""",
+    "all_gather and Chan's formula": """
+var_l, mean_l = torch.var_mean(x, dim=dims, correction=0)
+n_l = x.new_tensor([x.numel() / x.shape[1]])
+mine = torch.cat([mean_l, var_l, n_l])
+parts = [torch.zeros_like(mine) for _ in range(dist.get_world_size(process_group))]
+dist.all_gather(parts, mine, group=process_group)
+c = x.shape[1]
+n = sum(p[-1] for p in parts)
+mean = sum(p[:c] * p[-1] for p in parts) / n
+var = sum(p[-1] * (p[c:2 * c] + (p[:c] - mean) ** 2) for p in parts) / n""",
+}
+SYNC_BACKWARD = {
+    "stacked sums": """
+both = torch.stack([g.sum(dim=dims), (g * x_hat).sum(dim=dims)])
+local = both.clone()
+dist.all_reduce(both, group=ctx.group)
+dx = (g - (both[0].view(shape) + x_hat * both[1].view(shape)) / n) * (weight * inv_std).view(shape)
+return dx, local[1], local[0], None, None, None, None, None""",
+    "two all-reduces, in place": """
+dbias = g.sum(dim=dims)
+dweight = (g * x_hat).sum(dim=dims)
+a, b = dbias.clone(), dweight.clone()
+dist.all_reduce(a, group=ctx.group)
+dist.all_reduce(b, group=ctx.group)
+dx = g.clone()
+dx.sub_(a.view(shape) / n).sub_(x_hat * b.view(shape) / n).mul_((weight * inv_std).view(shape))
+return dx, dweight, dbias, None, None, None, None, None""",
+    "method chaining": """
+sums = torch.cat([g.sum(dims), g.mul(x_hat).sum(dims)])
+out = sums.clone()
+dist.all_reduce(out, group=ctx.group)
+c = g.shape[1]
+dx = g.sub(out[:c].view(shape).div(n)).sub(x_hat.mul(out[c:].view(shape)).div(n))
+return dx.mul(weight.mul(inv_std).view(shape)), sums[c:], sums[:c], None, None, None, None, None""",
+}
+SYNC_RUNNING = {
+    "mul_ add_": """
+running_mean.mul_(1 - momentum).add_(momentum * mean)
+running_var.mul_(1 - momentum).add_(momentum * var * n / (n - 1))""",
+    "lerp_": """
+running_mean.lerp_(mean, momentum)
+running_var.lerp_(var * n / (n - 1), momentum)""",
+    "copy_": """
+running_mean.copy_((1 - momentum) * running_mean + momentum * mean)
+running_var.copy_((1 - momentum) * running_var + momentum * var * (n / (n - 1)))""",
+}
+
+
+def sync_function_cell(stats, backward, running) -> str:
+    return f"""
+class SyncBatchNormFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, running_mean, running_var, eps, momentum, process_group):
+        dims = tuple(d for d in range(x.dim()) if d != 1)
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+{textwrap.indent(SYNC_STATS[stats].strip(), " " * 8)}
+        if running_mean is not None:
+{textwrap.indent(SYNC_RUNNING[running].strip(), " " * 12)}
+        inv_std = torch.rsqrt(var + eps)
+        x_hat = (x - mean.view(shape)) * inv_std.view(shape)
+        ctx.save_for_backward(x_hat, inv_std, weight, n)
+        ctx.group = process_group
+        return x_hat * weight.view(shape) + bias.view(shape)
+
+    @staticmethod
+    def backward(ctx, g):
+        x_hat, inv_std, weight, n = ctx.saved_tensors
+        dims = tuple(d for d in range(g.dim()) if d != 1)
+        shape = (1, -1) + (1,) * (g.dim() - 2)
+{textwrap.indent(SYNC_BACKWARD[backward].strip(), " " * 8)}
+"""
+
+
+def _sync_slots():
+    return itertools.product(SYNC_STATS, SYNC_BACKWARD, SYNC_RUNNING)
+
+
+def sync_programs(n: int) -> Iterator[tuple[str, dict[str, str]]]:
+    for combo in _sample(_sync_slots(), n, 10):
+        yield " / ".join(combo), {"SyncBatchNormFunction": sync_function_cell(*combo)}
+
+
 GENERATORS = {
     "02_forward_pass": forward_programs,
     "03_backward_pass": backward_programs,
     "04_train_vs_inference": layer_programs,
     "05_frameworks_torch": torch_programs,
     "05_frameworks_keras": keras_programs,
+    "10_batchnorm_at_scale": sync_programs,
 }
 
 
@@ -659,6 +764,7 @@ SPACES = {
     "04_train_vs_inference": _layer_slots,
     "05_frameworks_torch": _torch_slots,
     "05_frameworks_keras": _keras_slots,
+    "10_batchnorm_at_scale": _sync_slots,
 }
 
 

@@ -39,7 +39,7 @@ from bnlab.core.refcache import cached
 
 WORLD = 2
 TOL = 1e-9
-TIMEOUT = 15.0  # seconds a collective may wait for the other rank (the checks take ms)
+TIMEOUT = 10.0  # seconds a collective may wait for the other rank (the checks take ms)
 
 
 @dataclass
