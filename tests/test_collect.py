@@ -1,10 +1,10 @@
 """`bn-course collect` screens nbgrader's exchange before the real `nbgrader collect` copies it.
 
-Beside an honest inbound submission, three hostile ones, each of which pays under stock
+Beside an honest inbound submission, four hostile ones, each of which pays under stock
 `nbgrader collect` (shown on the same exchange): a notebook that is a symlink to the course's
-source notebook (collect copies the target: solutions and hidden tests land in submitted/), an
-inbound folder that is itself a link, and a folder named after another account
-(`<their id>+STEM+<later time>`), which would replace that student's work.
+source notebook (collect copies the target: solutions and hidden tests land in submitted/), the
+same as a hard link, an inbound folder that is itself a link, and a folder named after another
+account (`<their id>+STEM+<later time>`), which would replace that student's work.
 """
 
 from __future__ import annotations
@@ -58,7 +58,19 @@ def _exchange(root: Path) -> dict[str, Path]:
     impostor = _inbound(
         root, f"{me}+{STEM}+2026-12-01 11:00:00.000000 UTC", b'{"forged": true}', nobody
     )
-    return {"honest": honest, "linked": linked, "link": link, "real": real, "impostor": impostor}
+    # a hard link to the course's source notebook (as root here; a learner can make one where
+    # fs.protected_hardlinks is off, or to any file of theirs that another student wrote)
+    games = pwd.getpwnam("games").pw_uid
+    hard = _inbound(root, f"games+{STEM}+2026-12-01 10:07:00.000000 UTC", None, games)
+    os.link(source, hard / f"{STEM}.ipynb")
+    return {
+        "honest": honest,
+        "linked": linked,
+        "link": link,
+        "real": real,
+        "impostor": impostor,
+        "hard": hard,
+    }
 
 
 def _course(tmp_path: Path) -> Path:
@@ -76,12 +88,14 @@ def test_collect_refuses_links_and_impostors(tmp_path):
     assert "symbolic link" in refused and f"daemon+{STEM}" in refused
     assert f"sys+{STEM}" in refused
     assert "by another account (nobody)" in refused
-    assert "refused 3" in proc.stdout
+    assert f"games+{STEM}" in refused and "is a hard link (2 names for one file)" in refused
+    assert "refused 4" in proc.stdout
     honest = root / "submitted" / me / STEM / f"{STEM}.ipynb"
     assert not honest.is_symlink()
     assert honest.read_bytes() == (made["honest"] / f"{STEM}.ipynb").read_bytes()
     assert not (root / "submitted" / "daemon").exists()
     assert not (root / "submitted" / "sys").exists()
+    assert not (root / "submitted" / "games").exists()
     assert (root / "submitted" / "bin" / STEM / f"{STEM}.ipynb").is_file()
     for path in made.values():  # the exchange is left as it was: nothing is lost
         assert os.path.lexists(path)
@@ -102,6 +116,8 @@ def test_the_same_exchange_pays_under_stock_collect(tmp_path):
     stolen = root / "submitted" / "daemon" / STEM / f"{STEM}.ipynb"
     assert not stolen.is_symlink()
     assert "BEGIN HIDDEN TESTS" in stolen.read_text()
+    hard = root / "submitted" / "games" / STEM / f"{STEM}.ipynb"
+    assert "BEGIN HIDDEN TESTS" in hard.read_text()
     forged = (root / "submitted" / me / STEM / f"{STEM}.ipynb").read_text()
     assert json.loads(forged) == {"forged": True}
     shutil.rmtree(root)

@@ -174,11 +174,12 @@ def collect(stem: str, root: Path) -> list[str]:
     """`nbgrader collect` (exchange inbound -> submitted/), on a screened copy of the inbound.
 
     Stock collect copies the *targets* of symlinks (a student's inbound file linked to the
-    course's source notebook lands in submitted/ as a regular file) and takes a folder named
-    `<another id>+STEM+<later time>` as that student's latest submission. Here every inbound
-    folder of STEM is screened first, with lstat only: it must be a real folder holding only
-    regular files and folders, owned by the account named by its student id (when no account
-    has that name, by the same owner as that id's other folders). The accepted folders are
+    course's source notebook lands in submitted/ as a regular file), copies hard links the same
+    way, and takes a folder named `<another id>+STEM+<later time>` as that student's latest
+    submission. Here every inbound folder of STEM is screened first, with lstat only: it must
+    be a real folder holding only regular files (each with one name) and folders, all owned by
+    the account named by its student id (when no account has that name, by the same owner as
+    that id's other folders). The accepted folders are
     copied, byte for byte and without following anything, into a private staging exchange, and
     the real `nbgrader collect --update` runs on that. The exchange itself is left untouched
     (nothing is lost); each refused folder is returned with its reason, printed, and listed in
@@ -220,11 +221,20 @@ def collect(stem: str, root: Path) -> list[str]:
             return f"the folders of {student!r} belong to different accounts"
         for dirpath, dirnames, filenames in os.walk(entry.path, followlinks=False):
             for name in dirnames + filenames:
-                mode = os.lstat(os.path.join(dirpath, name)).st_mode
+                inner = os.lstat(os.path.join(dirpath, name))
+                mode = inner.st_mode
                 if stat.S_ISLNK(mode):
                     return f"{name} is a symbolic link"
                 if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
                     return f"{name} is not a regular file"
+                # A hard link is a second name of a file that lives elsewhere (the course's
+                # source notebook, where fs.protected_hardlinks is off, or another student's
+                # file): `nbgrader submit` writes copies, each with one name and the
+                # submitter's ownership.
+                if stat.S_ISREG(mode) and inner.st_nlink > 1:
+                    return f"{name} is a hard link ({inner.st_nlink} names for one file)"
+                if inner.st_uid != st.st_uid:
+                    return f"{name} belongs to another account ({_account_name(inner.st_uid)})"
         return ""
 
     refused = []
