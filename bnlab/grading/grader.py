@@ -289,6 +289,39 @@ def _outputs_for(result: CellResult) -> list[dict]:
     ]
 
 
+def fill_outputs(cells: list[dict], job: dict, out: Path, stopped: str | None) -> list:
+    """Judge each test cell and give every cell its outputs, from what the sandbox left in
+    `out`: one code cell's captured output is cut to CELL_OUTPUT_CHARS and the whole
+    submission's to SUBMISSION_OUTPUT_CHARS, whatever /out/cells/*.json claim (learner code can
+    write them). Returns the test cells' results."""
+    by_index = {jc["index"]: jc for jc in job["cells"]}
+    results = []
+    budget = SUBMISSION_OUTPUT_CHARS
+    for index, cell in enumerate(cells):
+        jc = by_index.get(index)
+        if jc is None:
+            continue
+        if jc["kind"] == "test":
+            res = judge_cell(cell, jc, out, stopped)
+            cell["outputs"] = _outputs_for(res)
+            results.append(res)
+            continue
+        record = _read_json(out / "cells" / f"{index}.json")
+        record = record if isinstance(record, dict) else {}
+        text = str(record.get("stdout", ""))[:CELL_OUTPUT_CHARS]
+        if record.get("error"):
+            text += ("\n" if text else "") + str(record["error"])[:500]
+        if len(text) > budget:  # the whole submission's output is capped too
+            cut = "\n[output cut: the submission's output limit]" if budget > 0 else ""
+            text = text[: max(budget, 0)] + cut
+            budget = 0
+        else:
+            budget -= len(text)
+        if text:
+            cell["outputs"] = [{"output_type": "stream", "name": "stdout", "text": text}]
+    return results
+
+
 # ----------------------------------------------------------------------------- grade
 def submission_digest(folder: Path, assignment: str) -> str:
     h = hashlib.sha256(grader_version().encode())
@@ -390,31 +423,7 @@ def grade_submission(
             stopped = f"the notebook's process ended early (exit code {outcome.returncode})"
         if stopped and progress.get("current") is not None:
             stopped += f" while running cell {progress['current'] + 1}"
-        by_index = {jc["index"]: jc for jc in job["cells"]}
-        results = []
-        budget = SUBMISSION_OUTPUT_CHARS
-        for index, cell in enumerate(cells):
-            jc = by_index.get(index)
-            if jc is None:
-                continue
-            if jc["kind"] == "test":
-                res = judge_cell(cell, jc, out, stopped)
-                cell["outputs"] = _outputs_for(res)
-                results.append(res)
-            else:
-                record = _read_json(out / "cells" / f"{index}.json")
-                record = record if isinstance(record, dict) else {}
-                text = str(record.get("stdout", ""))[:CELL_OUTPUT_CHARS]
-                if record.get("error"):
-                    text += ("\n" if text else "") + str(record["error"])[:500]
-                if len(text) > budget:  # the whole submission's output is capped too
-                    cut = "\n[output cut: the submission's output limit]" if budget > 0 else ""
-                    text = text[: max(budget, 0)] + cut
-                    budget = 0
-                else:
-                    budget -= len(text)
-                if text:
-                    cell["outputs"] = [{"output_type": "stream", "name": "stdout", "text": text}]
+        results = fill_outputs(cells, job, out, stopped)
     notebook = {
         "cells": untrusted.clean(cells),
         "metadata": master.get("metadata", {}),
@@ -425,7 +434,8 @@ def grade_submission(
         student, assignment, digest, "graded", "", results, notebook, timestamp, notes
     )
     result.run_seed = run_seed
-    not_run = sum(1 for i, c in enumerate(cells) if c["cell_type"] == "code" and i not in by_index)
+    ran = {jc["index"] for jc in job["cells"]}
+    not_run = sum(1 for i, c in enumerate(cells) if c["cell_type"] == "code" and i not in ran)
     if not_run:
         result.notes.append(
             f"{not_run} code cell(s) after the last test not run at grading time "
