@@ -10,9 +10,13 @@ grader its time limit, not its speed.
 1. floor: the bare execution of the same notebooks with nbclient (fresh kernel, no grading);
 2. stock `nbgrader autograde` (serial);
 3. `bn-course grade --workers 1` (in process, sandboxed);
-4. `bn-course grade --workers 2` (local Dask cluster, sandboxed).
+4. `bn-course grade --workers 2` (local Dask cluster, sandboxed);
+5. `bn-course grade --scheduler` against a Dask scheduler and 2 worker processes started as
+   separate programs (as separate hosts would run them).
 
-Then where the time goes (sandbox start, runner, judge, gradebook write), and whether the
+Then where the time goes (sandbox start, runner, judge, gradebook write; then step by step from
+the runner's progress log: interpreter start, framework import, learner cells, probes, judge,
+gradebook, beside one bare nbclient execution of the same notebook), and whether the
 scores equal stock nbgrader's on the non-hostile submissions. Appends to bench/RESULTS.md.
 
     .venv/bin/python bench/bench_grading.py [--n 40] [--stem 05_frameworks_torch]
@@ -157,6 +161,136 @@ def breakdown(root: Path) -> dict[str, float]:
     return {k: statistics.median(v) for k, v in parts.items()}
 
 
+def phases(root: Path, runs: int = 3) -> tuple[dict[str, float], float]:
+    """Where one sandboxed grading of the solution goes, from the runner's progress log
+    (CLOCK_MONOTONIC, shared with the sandbox): sandbox and interpreter start, the runner's
+    setup, the imports cell (the framework import), the learner's other cells, the test cells
+    (probes), exit; then the judge and the gradebook. Median of `runs`, beside the median of
+    `runs` bare nbclient executions of the same notebook."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    from bnlab.grading import grader, ledger, sandbox
+
+    master, released = grader.load_master(root, STEM)
+    folder = next((root / "submitted").glob(f"*solution/{STEM}"))
+    learner = json.loads((folder / f"{STEM}.ipynb").read_text(encoding="utf-8"))
+    cells = grader.restore(learner, master)
+    job = grader.build_job(cells, run_seed=0)
+    imports = next(
+        i for i, c in enumerate(cells) if c["cell_type"] == "code" and c.get("id") == "imports"
+    )
+    grader.grade_submission(folder, "warm", STEM, master, released)  # the judge's imports
+    parts: dict[str, list[float]] = {}
+    argv = [sys.executable, "-m", "bnlab.grading.sandbox_runner", "-", "/out"]
+    for _ in range(runs):
+        with tempfile.TemporaryDirectory() as tmp:
+            job_dir, out = Path(tmp) / "job", Path(tmp) / "out"
+            job_dir.mkdir()
+            out.mkdir()
+            t0 = time.monotonic()
+            sandbox.run(
+                job_dir,
+                out,
+                argv,
+                sandbox.Limits(),
+                job["numpy_exercise"],
+                True,
+                stdin_data=json.dumps(job).encode(),
+            )
+            t_end = time.monotonic()
+            events = [json.loads(x) for x in (out / "progress.jsonl").read_text().splitlines()]
+            started = next(e["t"] for e in events if e.get("event") == "started")
+            finished = next(e["t"] for e in events if e.get("event") == "finished")
+            starts = {e["cell"]: e for e in events if e.get("event") == "start"}
+            dones = {e["cell"]: e["t"] for e in events if e.get("event") == "done"}
+            took = {"imports": 0.0, "code": 0.0, "test": 0.0}
+            for index, start in starts.items():
+                kind = "imports" if index == imports else start["kind"]
+                took[kind] += dones[index] - start["t"]
+            first = min(e["t"] for e in starts.values())
+            judged = [json.loads(json.dumps(c)) for c in cells]
+            j0 = time.perf_counter()
+            results = grader.fill_outputs(judged, job, out, None)
+            judge = time.perf_counter() - j0
+        assert all(r.score == r.max_score for r in results), "the solution lost points"
+        for name, value in (
+            ("sandbox and interpreter start", started - t0),
+            ("runner setup (IPython, bnlab.checks)", first - started),
+            ("imports cell (the framework import)", took["imports"]),
+            ("the learner's other cells", took["code"]),
+            ("test cells (the probes)", took["test"]),
+            ("runner exit", t_end - finished),
+            ("judge (trusted, warm)", judge),
+        ):
+            parts.setdefault(name, []).append(value)
+    gb = ledger.open_gradebook(f"sqlite:///{root / 'gradebook.db'}")
+    try:
+        for i in range(runs):
+            r = grader.grade_submission(folder, f"phase{i}", STEM, master, released)
+            start = time.perf_counter()
+            ledger.record(gb, r)
+            parts.setdefault("gradebook write (one transaction)", []).append(
+                time.perf_counter() - start
+            )
+    finally:
+        gb.close()
+    bare = []
+    for _ in range(runs):
+        nb = nbformat.read(folder / f"{STEM}.ipynb", as_version=4)
+        start = time.perf_counter()
+        NotebookClient(
+            nb,
+            timeout=300,
+            kernel_name="python3",
+            allow_errors=True,
+            resources={"metadata": {"path": str(folder)}},
+        ).execute()
+        bare.append(time.perf_counter() - start)
+    return {k: statistics.median(v) for k, v in parts.items()}, statistics.median(bare)
+
+
+def with_scheduler(root: Path, workers: int = 2) -> float:
+    """`bn-course grade --scheduler` against a Dask scheduler and `workers` worker processes
+    started here as separate programs (as separate hosts would run them)."""
+    import socket
+
+    from distributed import Client
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    dask = str(Path(sys.executable).parent / "dask")
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    procs = [
+        subprocess.Popen(
+            [dask, "scheduler", "--host", "127.0.0.1", "--port", str(port)]
+            + ["--dashboard-address", ":0"],
+            **quiet,
+        )
+    ]
+    try:
+        for _ in range(workers):
+            procs.append(
+                subprocess.Popen(
+                    [dask, "worker", address, "--nthreads", "1", "--nworkers", "1"]
+                    + ["--no-dashboard"],
+                    **quiet,
+                )
+            )
+        with Client(address, timeout=60) as client:
+            client.wait_for_workers(workers, timeout=120)
+        return timed(
+            [BN, "grade", STEM, "--scheduler", address, "--no-feedback", "--no-progress"], root
+        )
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+        for proc in procs:
+            proc.wait(30)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=40)
@@ -166,7 +300,7 @@ def main() -> None:
     STEM = args.stem
     base = Path(tempfile.mkdtemp(prefix="bnlab-bench-grading-"))
     try:
-        roots = {k: base / k for k in ("floor", "stock", "w1", "w2")}
+        roots = {k: base / k for k in ("floor", "stock", "w1", "w2", "dask")}
         kinds = {}
         for root in roots.values():
             kinds = make_root(root, args.n)
@@ -179,6 +313,7 @@ def main() -> None:
         t["w2"] = timed(
             [BN, "grade", STEM, "--workers", "2", "--no-feedback", "--no-progress"], roots["w2"]
         )
+        t["dask"] = with_scheduler(roots["dask"])
         stock, w1, w2 = (
             stock_scores(roots["stock"]),
             ledger_scores(roots["w1"]),
@@ -186,10 +321,11 @@ def main() -> None:
         )
         honest = [s for s, h in kinds.items() if not h]
         same_as_stock = sum(w1[s] == stock.get(s) for s in honest)
-        workers_agree = w1 == w2
+        workers_agree = w1 == w2 == ledger_scores(roots["dask"])
         hostile_stock_gain = sum((stock.get(s) or 0) > (w1[s] or 0) for s, h in kinds.items() if h)
         stock_missing = sorted(s for s in kinds if s not in stock)
         parts = breakdown(roots["w1"])
+        steps, bare = phases(roots["w1"])
     finally:
         shutil.rmtree(base, ignore_errors=True)
     n = args.n
@@ -208,6 +344,7 @@ def main() -> None:
         "stock": "stock `nbgrader autograde` (serial)",
         "w1": "`bn-course grade --workers 1` (sandboxed)",
         "w2": "`bn-course grade --workers 2` (Dask, sandboxed)",
+        "dask": "`bn-course grade --scheduler` (2 Dask worker processes, sandboxed)",
     }
     for k, label in labels.items():
         lines.append(
@@ -216,11 +353,12 @@ def main() -> None:
         )
     lines += [
         "",
-        f"- 2 workers vs 1: {t['w1'] / t['w2']:.2f}x faster.",
+        f"- 2 workers vs 1: {t['w1'] / t['w2']:.2f}x faster; 2 Dask worker processes through "
+        f"`--scheduler` vs 1 worker: {t['w1'] / t['dask']:.2f}x.",
         f"- Scores equal to stock nbgrader on {same_as_stock} of {len(honest)} non-hostile "
         f"submissions; stock nbgrader gave a hostile submission more than this grader "
         f"{hostile_stock_gain} time(s) of {n - len(honest)}.",
-        f"- 2-worker grades identical to 1-worker grades: {workers_agree}.",
+        f"- 2-worker and `--scheduler` grades identical to 1-worker grades: {workers_agree}.",
         f"- Stock nbgrader left {len(stock_missing)} submission(s) without a grade "
         f"({', '.join(stock_missing) or 'none'}).",
         "",
@@ -229,6 +367,16 @@ def main() -> None:
         "| part | seconds |",
         "|---|---|",
         *[f"| {k} | {v:.3f} |" for k, v in parts.items()],
+        "",
+        "The same, step by step from the sandbox runner's progress log (median of 3 gradings of "
+        "the solution), beside the median of 3 bare nbclient executions of the same notebook:",
+        "",
+        "| step | seconds |",
+        "|---|---|",
+        *[f"| {k} | {v:.3f} |" for k, v in steps.items()],
+        f"| **sum** | **{sum(steps.values()):.3f}** |",
+        f"| one bare nbclient execution (fresh kernel, whole notebook) | {bare:.3f} |",
+        f"| **grading / bare execution** | **{sum(steps.values()) / bare:.2f}x** |",
         "",
     ]
     with (REPO / "bench" / "RESULTS.md").open("a") as f:
