@@ -11,14 +11,17 @@
 # %% [markdown]
 # # Exercise 10 — synchronized BatchNorm across processes
 #
-# Read the chapter *BatchNorm at scale* first, in particular its section on per-device
-# statistics. With data parallelism every process (every GPU) sees only its slice of the
-# global batch; a synchronized BatchNorm normalizes each slice with the statistics of the
-# *whole* batch. You write one, as `torch.nn.SyncBatchNorm` does it:
+# Read the chapter *BatchNorm at scale: many devices, low precision, fused kernels* first, in
+# particular its section on per-device statistics. With data parallelism every process (every
+# GPU) sees only its slice of the global batch; a synchronized BatchNorm normalizes each slice
+# with the statistics of the *whole* batch, as `torch.nn.SyncBatchNorm` does. You write one:
 #
 # * the forward pass all-reduces three things per channel, the **sum**, the **sum of
 #   squares** and the **count** of the values each process holds, so that every process
-#   computes the global mean and variance (slices may have different sizes);
+#   computes the global mean and variance (slices may have different sizes).
+#   `nn.SyncBatchNorm` gathers each process's mean, inverse standard deviation and count
+#   instead and combines them weighted by the counts: the same statistics, other numbers on
+#   the wire;
 # * the backward pass all-reduces the two sums the BN gradient needs, **sum(dy)** and
 #   **sum(dy * x_hat)**, over the global batch. The gradients of weight and bias stay
 #   *local* sums, as in `nn.SyncBatchNorm`: `DistributedDataParallel` averages parameter

@@ -3,7 +3,7 @@
 The exercises refer to the book in prose ("Read the chapter *The backward pass* first",
 "chapter 3", "exercise 2", "§3.2"). Every such reference, in the learner notebooks and in the
 sources they are generated from (solutions/*.py), must name a chapter the book has: the titles
-are the first `# ` heading of each book/0*.md, the numbers come from the order in _toc.yml. A
+are the first `# ` heading of each book/NN_*.md, the numbers come from the order in _toc.yml. A
 tolerance a notebook quotes (the gradient check's relative error) must be the book's number and
 hold for what bnlab's own helpers give on a correct answer; the framework defaults a notebook
 states (eps, momentum) must be the ones the checks' reference layers use.
@@ -58,7 +58,7 @@ def chapters() -> dict[int | None, dict]:
     for part in toc.get("parts", []):
         for entry in part.get("chapters", []):
             path = REPO / f"{entry['file']}.md"
-            if not path.name.startswith("0"):
+            if not re.match(r"\d\d_", path.name):
                 continue
             lines = _prose_lines(path)
             titles = [ln[2:].strip() for ln in lines if ln.startswith("# ")]
