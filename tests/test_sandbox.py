@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import socket
+import subprocess
 import sys
 import textwrap
 import threading
@@ -461,3 +462,25 @@ def test_groups_of_a_dead_grader_are_swept_and_a_live_ones_kept():
     finally:
         live.remove()
         stale.remove()
+
+
+def test_runner_ends_without_running_learner_exit_handlers(tmp_path):
+    """The runner ends with os._exit once its files are written: an atexit handler or finalizer
+    a learner cell registered never runs after the notebook "finished" (and torch's teardown,
+    0.8 s, is skipped)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    late = tmp_path / "late.txt"
+    code = f"import atexit\natexit.register(lambda: open({str(late)!r}, 'w').write('late'))\n"
+    job = {"cells": [{"index": 0, "kind": "code", "source": code}], "numpy_exercise": True}
+    proc = subprocess.run(
+        [sys.executable, "-m", "bnlab.grading.sandbox_runner", "-", str(out)],
+        input=json.dumps(job).encode(),
+        capture_output=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    events = [json.loads(x) for x in (out / "progress.jsonl").read_text().splitlines()]
+    assert events[-1]["event"] == "finished"
+    assert not late.exists()

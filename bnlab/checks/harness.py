@@ -404,10 +404,11 @@ def error_verdict(prop: str, probe: Probe) -> Verdict | None:
         key = " ".join(str(key).split())[:120]
         name, sep, rest = str(message).partition(": ")
         if sep and name.replace(".", "").isidentifier():  # an exception: "ValueError: ..."
-            shown = f"{name}: {quote_learner(rest)}"
-        elif str(message).startswith(OWN_MESSAGES):
-            shown = str(message)[:500]
+            shown = f"raised {name}: {quote_learner(rest)}"
+        elif str(message).startswith(OWN_MESSAGES):  # the probe's own words: no "raised"
+            shown = ": " + str(message)[:500]
         else:
-            shown = quote_learner(message)
-        return Verdict(prop, False, f"{key} raised {shown}", diagnosis="exception")
+            shown = "raised " + quote_learner(message)
+        sep = "" if shown.startswith(":") else " "
+        return Verdict(prop, False, f"{key}{sep}{shown}", diagnosis="exception")
     return None
