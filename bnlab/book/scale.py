@@ -26,6 +26,8 @@ torch = import_torch()
 nn, F, dist = torch.nn, torch.nn.functional, torch.distributed
 
 IFF_LOOPBACK = 0x8  # from <linux/if.h>
+SGD_MOMENTUM = 0.9  # of the training experiment (`train_job`)
+PROBE_CHANNELS = 64  # the all-reduce latency is measured for a BN layer of this many channels
 
 
 def loopback_interface() -> str:
@@ -100,8 +102,10 @@ def synced_moments(x):
 
     One all-reduce of 2C + 1 numbers: the per-channel sum, sum of squares and the count.
     Differentiable, so autograd derives the backward (whose all-reduce sums the gradients
-    with respect to these 2C + 1 numbers).
+    with respect to these 2C + 1 numbers). 16-bit inputs are summed in float32.
     """
+    if x.dtype in (torch.float16, torch.bfloat16):
+        x = x.float()  # 16-bit sums of squares overflow or lose the variance
     dims = [d for d in range(x.dim()) if d != 1]
     count = torch.tensor([x.numel() / x.shape[1]], dtype=x.dtype, device=x.device)
     local = torch.cat([x.sum(dims), (x * x).sum(dims), count])
@@ -109,13 +113,19 @@ def synced_moments(x):
     c = x.shape[1]
     n = total[2 * c]
     mean = total[:c] / n
-    var = total[c : 2 * c] / n - mean * mean  # one pass: fine for BN inputs near zero mean
+    # One pass: fine for BN inputs whose mean is not large against their spread. Rounding
+    # can still make it slightly negative when the variance is near zero: clamp.
+    var = (total[c : 2 * c] / n - mean * mean).clamp_min(0)
     return mean, var, n
 
 
 class SyncedBatchNorm(nn.Module):
-    """BatchNorm over the batch of all ranks, for (N, C) or (N, C, ...) inputs on any device;
-    running statistics as in PyTorch (the unbiased variance is stored)."""
+    """BatchNorm over the batch of all ranks, for (N, C) or (N, C, ...) inputs on any device.
+
+    Running statistics are updated with PyTorch's rule (exponential average with `momentum`,
+    the unbiased variance stored); there is no `num_batches_tracked` and no cumulative
+    average (`momentum=None`). 16-bit inputs are normalized in float32 and the output cast
+    back to their type."""
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1):
         super().__init__()
@@ -131,12 +141,13 @@ class SyncedBatchNorm(nn.Module):
             mean, var, n = synced_moments(x)
             with torch.no_grad():
                 m = self.momentum
-                self.running_mean.mul_(1 - m).add_(m * mean)
-                self.running_var.mul_(1 - m).add_(m * var * n / (n - 1))
+                self.running_mean.mul_(1 - m).add_(m * mean.to(self.running_mean.dtype))
+                unbiased = var * n / (n - 1)
+                self.running_var.mul_(1 - m).add_(m * unbiased.to(self.running_var.dtype))
         else:
             mean, var = self.running_mean, self.running_var
         x_hat = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
-        return x_hat * self.weight.view(shape) + self.bias.view(shape)
+        return (x_hat * self.weight.view(shape) + self.bias.view(shape)).to(x.dtype)
 
 
 # -- the jobs ------------------------------------------------------------------------------------
@@ -156,7 +167,7 @@ def statistics_input(shape=(8, 3, 5, 5), seed=0):
 def statistics_job(rank, world_size, shape=(8, 3, 5, 5), seed=0, timed_calls=200):
     """Per-rank statistics of a plain BatchNorm2d, synchronized ones, the output and gradients
     of the synchronized layer, what nn.SyncBatchNorm does on the CPU, and the latency of an
-    all-reduce of 2C + 1 numbers (C = 64)."""
+    all-reduce of 2C + 1 numbers (C = PROBE_CHANNELS): its quartiles over `timed_calls`."""
     full, grad_out = statistics_input(shape, seed)
     n, c = shape[0], shape[1]
     per_rank = n // world_size
@@ -171,7 +182,9 @@ def statistics_job(rank, world_size, shape=(8, 3, 5, 5), seed=0, timed_calls=200
     out = synced(local)
     (out * grad_out[mine]).sum().backward()
     weight_grad = synced.weight.grad.clone()
-    dist.all_reduce(weight_grad)  # DDP would do this for parameters
+    # Summed: the gradient of the sum of the ranks' losses, the full-batch loss here. DDP
+    # averages instead (it divides the sum by the world size), for a loss averaged over ranks.
+    dist.all_reduce(weight_grad)
 
     try:
         layer = nn.SyncBatchNorm.convert_sync_batchnorm(nn.Sequential(nn.BatchNorm2d(c)))
@@ -180,7 +193,7 @@ def statistics_job(rank, world_size, shape=(8, 3, 5, 5), seed=0, timed_calls=200
     except ValueError as error:
         sync_error = str(error)
 
-    probe = torch.zeros(2 * 64 + 1)  # a BN layer of 64 channels: 2C + 1 numbers
+    probe = torch.zeros(2 * PROBE_CHANNELS + 1)  # a BN layer's 2C + 1 numbers
     seconds = []
     for _ in range(timed_calls):
         dist.barrier()
@@ -197,6 +210,10 @@ def statistics_job(rank, world_size, shape=(8, 3, 5, 5), seed=0, timed_calls=200
         "weight_grad": weight_grad,
         "sync_error": sync_error,
         "allreduce_s": statistics.median(seconds),
+        "allreduce_quartiles_s": statistics.quantiles(seconds, n=4),  # [q1, median, q3]
+        "allreduce_calls": timed_calls,
+        "allreduce_numel": probe.numel(),
+        "allreduce_channels": PROBE_CHANNELS,
     }
 
 
@@ -216,7 +233,7 @@ def train_job(rank, world_size, data, seed, synced, per_rank_batch, steps, lr=0.
         # calls the argument deprecated but recommends it for exactly this.
         warnings.simplefilter("ignore", FutureWarning)
         ddp = nn.parallel.DistributedDataParallel(model, broadcast_buffers=False)
-    opt = torch.optim.SGD(ddp.parameters(), lr=lr, momentum=0.9)
+    opt = torch.optim.SGD(ddp.parameters(), lr=lr, momentum=SGD_MOMENTUM)
     gen = torch.Generator().manual_seed(seed)  # the same global batches on every rank
     torch.distributed.barrier()
     start = time.perf_counter()
