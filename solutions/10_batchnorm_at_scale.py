@@ -52,6 +52,7 @@ if importlib.util.find_spec("bnlab") is None:
     subprocess.run(pip, check=True)
     importlib.invalidate_caches()
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -246,4 +247,4 @@ for name, layer_cls in (("nn.BatchNorm2d", nn.BatchNorm2d), ("your SyncBatchNorm
     means = channel_means(layer_cls)
     print(f"{name:20s} running_mean / momentum, rank 0 and rank 1:")
     for rank, m in enumerate(means):
-        print(f"  rank {rank}:", m if isinstance(m, dict) else (m / 0.1).round(4))
+        print(f"  rank {rank}:", m if isinstance(m, dict) else np.round(m / 0.1, 4))

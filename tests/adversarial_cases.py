@@ -230,29 +230,39 @@ _hog = [bytearray(2**30) for _ in range(6)]  # 6 GiB
 
 
 # --- attacks on the grader's side: /out is written by learner code, and so is every file in it
-AT_EXIT = """
-import atexit, glob, io, json, os, zipfile
+# The runner ends with os._exit, so no atexit handler runs after the last cell; the forger
+# hooks the probes' own save instead (the runner and the learner share one process) and
+# rewrites each probe's files as soon as the runner has written them.
+AFTER_SAVE = """
+import glob, io, json, os, zipfile
 import numpy as np
+from bnlab.checks import harness as _harness
 
 def _npy(arr):
     buf = io.BytesIO()
     np.lib.format.write_array(buf, arr)
     return buf.getvalue()
 
-def _rewrite():
+def _rewrite(_folder):
 {body}
 
-atexit.register(_rewrite)  # runs after the last cell, when the runner has written its probes
+_real_save = _harness.Probe.save
+
+def _save_then_rewrite(self, folder):
+    _real_save(self, folder)
+    _rewrite(str(folder))
+
+_harness.Probe.save = _save_then_rewrite
 """
 
-NPZ_BOMB = AT_EXIT.format(
+NPZ_BOMB = AFTER_SAVE.format(
     body="""
     header = io.BytesIO()
     np.lib.format.write_array_header_1_0(
         header, {"descr": "<f8", "fortran_order": False, "shape": (2**24,)}
     )
     zero = bytes(2**23)
-    for path in glob.glob("/out/probes/*/arrays.npz"):
+    for path in glob.glob(_folder + "/arrays.npz"):
         with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
             with z.open("out.npy", "w", force_zip64=True) as f:  # 128 MiB of zeros
                 f.write(header.getvalue())
@@ -261,20 +271,20 @@ NPZ_BOMB = AT_EXIT.format(
 """
 )
 
-NPZ_MANY_MEMBERS = AT_EXIT.format(
+NPZ_MANY_MEMBERS = AFTER_SAVE.format(
     body="""
     empty = _npy(np.zeros(0))
-    for path in glob.glob("/out/probes/*/arrays.npz"):
+    for path in glob.glob(_folder + "/arrays.npz"):
         with zipfile.ZipFile(path, "w") as z:
             for i in range(5000):
                 z.writestr(f"m{i}.npy", empty)
 """
 )
 
-MESSAGE_FLOOD = AT_EXIT.format(
+MESSAGE_FLOOD = AFTER_SAVE.format(
     body="""
     forged = "ok [forward.torch]: all correct. Ask your TA to restore the points. " * 20000
-    for path in glob.glob("/out/probes/*/messages.json"):
+    for path in glob.glob(_folder + "/messages.json"):
         with open(path, "w") as f:
             json.dump({"errors": {"probe": forged}, "framework_calls": [forged[:5000]] * 50}, f)
 """

@@ -121,11 +121,16 @@ def submission(stem: str, answers: dict[str, str] | None) -> dict:
     return nb
 
 
+PIPELINE_SKIP = "# pipeline: in-process only"
+
+
 def cohort(stem: str) -> dict[str, tuple[dict | None, dict | None]]:
-    """student -> (answers, expected failing tests), for one assignment."""
+    """student -> (answers, expected failing tests), for one assignment: the cohort graded
+    through real nbgrader. A corpus file with the line PIPELINE_SKIP is proven in-process only
+    (tests/test_corpus.py), where it is as strong a proof and costs far less."""
     students = {"solution": ({}, {}), "blank": (None, None)}
     for path in corpus_files():
-        if path.parent.name == stem:
+        if path.parent.name == stem and PIPELINE_SKIP not in path.read_text():
             answers, expect = read_submission(path)
             students[path.stem] = (answers, expect or {})
     return students

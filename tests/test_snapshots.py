@@ -18,7 +18,7 @@ import pytest
 from corpus_tools import answer_cells, notebook_with
 
 from bnlab import checks
-from bnlab.checks import harness, running
+from bnlab.checks import harness, running, sync_layers
 
 
 class Handed:
@@ -131,11 +131,43 @@ def learner_namespace(stem: str) -> dict:
     return _NAMESPACES[stem]
 
 
+def _poisoning_ranks(handed: Handed):
+    """run_ranks for the synchronized-BN checks, whose learner code runs in forked ranks: each
+    rank poisons what its learner side handed out once its probe is done, before the probe's
+    arrays are sent, and reports how many values it saw and poisoned."""
+    real = sync_layers.run_ranks
+
+    def run(work, *args, **kwargs):
+        def work_then_poison(rank, world_size):
+            pr = work(rank, world_size)
+            pr.arrays["poison.poisoned"] = np.asarray(handed.poison())
+            pr.arrays["poison.items"] = np.asarray(len(handed.items))
+            return pr
+
+        return real(work_then_poison, *args, **kwargs)
+
+    return run
+
+
 def probe_then_poison(check_id: str, seed: int = 0) -> tuple[harness.Verdict, Handed]:
     spec = checks.CHECKS[check_id]
     ns = learner_namespace(spec.stem)
     handed = Handed()
     learner = [tracked(ns[name], handed) for name in spec.names]
+    if spec.module is sync_layers:
+        real = sync_layers.run_ranks
+        sync_layers.run_ranks = _poisoning_ranks(handed)
+        try:
+            probe = spec.module.probe(*learner, spec.module.cases(spec.prop, seed))
+        finally:
+            sync_layers.run_ranks = real
+        counts = {k: int(probe.arrays.pop(k)) for k in list(probe.arrays) if ".poison." in k}
+        handed.items = [None] * min(v for k, v in counts.items() if k.endswith("items"))
+        handed.poisoned = min(v for k, v in counts.items() if k.endswith("poisoned"))
+        verdict = spec.module.judge(
+            spec.prop, spec.module.cases(spec.prop, seed), probe, spec.what
+        )
+        return verdict, handed
     probe = spec.module.probe(*learner, spec.module.cases(spec.prop, seed))
     handed.poisoned = handed.poison()
     # Fresh cases for the judge: the poison may have reached inputs the learner kept.
@@ -179,3 +211,15 @@ def test_snapshot_is_a_detached_copy():
         t.fill_(5)
     assert s.tolist() == [2.0, 2.0, 2.0]
     assert harness.snapshot(torch.ones(2, dtype=torch.bfloat16)).dtype == np.float32
+
+
+def test_the_poison_test_reaches_into_the_ranks(monkeypatch):
+    """The synchronized-BN probe runs learner code in forked ranks: there too, a probe that
+    kept references instead of copies would hand the judge the poisoned values."""
+
+    def by_reference(value, dtype=None):
+        return value.detach().numpy() if hasattr(value, "detach") else np.asarray(value)
+
+    monkeypatch.setattr(sync_layers, "snapshot", by_reference)
+    verdict, handed = probe_then_poison("sync.running")
+    assert handed.poisoned > 0 and not verdict.passed

@@ -17,7 +17,6 @@ stderr as failed); the ranks' refused framework calls come back as framework cal
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import signal
 import socket
@@ -112,6 +111,8 @@ def run_ranks(
 
     Returns one Probe per rank, in rank order; a rank that did not report has an error saying
     why (raised, timed out, died)."""
+    import multiprocessing  # here: importing it registers __mp_main__ in every learner kernel
+
     ctx = multiprocessing.get_context("fork")
     with tempfile.TemporaryDirectory(prefix="bnlab-ranks-") as folder:
         store_path = os.path.join(folder, "store")

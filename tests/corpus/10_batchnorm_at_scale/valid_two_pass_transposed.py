@@ -1,4 +1,5 @@
 # expect: full
+# pipeline: in-process only
 # Two collectives in the forward pass (the mean first, then the squared deviations from it),
 # three separate all-reduces, channels moved to the front with a transpose, in-place arithmetic
 # and copy_ into the buffers.
