@@ -84,6 +84,24 @@ def _variant_lines() -> dict:
 _FROM_WORKERS: dict = {}
 
 
+# The longest modules first. With `--dist loadfile` pytest-xdist hands whole modules to the
+# workers in collection order, so the long ones start at once and the short ones fill in
+# around them (longest-processing-time-first), instead of one long module starting last while
+# the other worker idles. The order of the tests within a module is kept.
+LONGEST_FIRST = (
+    "test_grading_pipeline.py",
+    "test_grading_pipeline_frameworks.py",
+    "test_hostile_grading.py",
+    "test_grading_pipeline_sync.py",
+    "test_book.py",
+)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
 def pytest_sessionfinish(session):
     """On a pytest-xdist worker: hand the summary lines to the controller."""
     workeroutput = getattr(session.config, "workeroutput", None)
