@@ -245,6 +245,19 @@ def describe_difference(got, want, label: str) -> str:
     )
 
 
+def compare_named(prop, got, want, label, mistakes=(), atol=1e-9, rtol=1e-7):
+    """None when `got` equals `want` (float64 tolerances by default); otherwise a failing
+    Verdict that says where they differ and names the first known mistake (name, its output,
+    advice) that `got` reproduces."""
+    if close(got, want, atol, rtol):
+        return None
+    detail = describe_difference(got, want, label)
+    for name, alternative, advice in mistakes:
+        if alternative is not None and close(got, alternative, atol, rtol):
+            return Verdict(prop, False, f"{detail}. {advice}", name)
+    return Verdict(prop, False, detail)
+
+
 def _axes(a, channel_axis: int | None = None) -> tuple[int, ...]:
     """The axes a BN reduces over: all but the channel axis (PyTorch's 1 by default)."""
     if channel_axis is None:

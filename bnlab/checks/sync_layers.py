@@ -26,8 +26,7 @@ from bnlab.checks.harness import (
     Probe,
     Verdict,
     call_learner,
-    close,
-    describe_difference,
+    compare_named,
     error_verdict,
     framework_exercise_forbids,
     framework_verdict,
@@ -38,7 +37,6 @@ from bnlab.core.frameworks import import_torch
 from bnlab.core.refcache import cached
 
 WORLD = 2
-TOL = 1e-9
 TIMEOUT = 10.0  # seconds a collective may wait for the other rank (the checks take ms)
 
 
@@ -381,6 +379,27 @@ def _forward_mistakes(case: Case, step: int, rank: int) -> list[tuple[str, np.nd
     ]
 
 
+def _eval_mistakes(case: Case, rank: int) -> list[tuple[str, np.ndarray, str]]:
+    """Eval-mode outputs on `rank` normalized with batch statistics: this rank's own, or the
+    whole (synchronized) batch's."""
+    dims = _reduce_dims(case.x_eval)
+    mine = case.part(case.x_eval, rank)
+    whole = _normalize(case.x_eval, case.x_eval.mean(axis=dims), case.x_eval.var(axis=dims), case)
+    return [
+        (
+            "batch statistics in eval mode",
+            _normalize(mine, mine.mean(axis=dims), mine.var(axis=dims), case),
+            "In eval mode normalize with running_mean and running_var, and talk to no other rank.",
+        ),
+        (
+            "batch statistics in eval mode",
+            case.part(whole, rank),
+            "In eval mode normalize with running_mean and running_var, not with the "
+            "(synchronized) statistics of the batch.",
+        ),
+    ]
+
+
 def _backward_mistakes(case: Case, rank: int, ref_dx_part: np.ndarray):
     """dx on `rank` of the known backward mistakes (on mirrored data: each slice has the
     global statistics, so x_hat and 1/std are the same whatever the forward synchronized)."""
@@ -424,16 +443,6 @@ def _backward_mistakes(case: Case, rank: int, ref_dx_part: np.ndarray):
 
 
 # ----------------------------------------------------------------------------- judge
-
-
-def _compare(prop, got, want, label, mistakes=()):
-    if close(got, want, TOL, 1e-7):
-        return None
-    detail = describe_difference(got, want, label)
-    for name, alternative, advice in mistakes:
-        if alternative is not None and close(got, alternative, TOL, 1e-7):
-            return Verdict(prop, False, f"{detail}. {advice}", name)
-    return Verdict(prop, False, detail)
 
 
 def _running_mistakes(case: Case, step: int, name: str, rank: int):
@@ -505,7 +514,7 @@ def judge(prop, case_list, pr: Probe, what="SyncBatchNorm"):
             where = f"{case.name}, rank {rank} of {len(case.sizes)}"
             if prop == "forward":
                 for step in range(len(case.batches)):
-                    failure = _compare(
+                    failure = compare_named(
                         prop,
                         pr.arrays.get(f"{key}.train{step}.out"),
                         case.part(ref[f"train{step}.out"], rank),
@@ -532,7 +541,7 @@ def judge(prop, case_list, pr: Probe, what="SyncBatchNorm"):
                                 "gradients across ranks itself.",
                             )
                         ]
-                    failure = _compare(
+                    failure = compare_named(
                         prop,
                         pr.arrays.get(f"{key}.{name}"),
                         want,
@@ -544,7 +553,7 @@ def judge(prop, case_list, pr: Probe, what="SyncBatchNorm"):
             elif prop == "running":
                 for step in range(len(case.batches)):
                     for name in ("running_mean", "running_var", "num_batches_tracked"):
-                        failure = _compare(
+                        failure = compare_named(
                             prop,
                             pr.arrays.get(f"{key}.train{step}.{name}"),
                             ref[f"train{step}.{name}"],
@@ -553,35 +562,12 @@ def judge(prop, case_list, pr: Probe, what="SyncBatchNorm"):
                         )
                         if failure:
                             return failure
-                failure = _compare(
+                failure = compare_named(
                     prop,
                     pr.arrays.get(f"{key}.eval.out"),
                     case.part(ref["eval.out"], rank),
                     f"{where}: output in eval mode",
-                    [
-                        (
-                            "batch statistics in eval mode",
-                            _normalize(
-                                case.part(case.x_eval, rank),
-                                case.part(case.x_eval, rank).mean(axis=_reduce_dims(case.x_eval)),
-                                case.part(case.x_eval, rank).var(axis=_reduce_dims(case.x_eval)),
-                                case,
-                            ),
-                            "In eval mode normalize with running_mean and running_var, and "
-                            "talk to no other rank.",
-                        ),
-                        (
-                            "batch statistics in eval mode",
-                            _normalize(
-                                case.x_eval,
-                                case.x_eval.mean(axis=_reduce_dims(case.x_eval)),
-                                case.x_eval.var(axis=_reduce_dims(case.x_eval)),
-                                case,
-                            )[sum(case.sizes[:rank]) : sum(case.sizes[: rank + 1])],
-                            "In eval mode normalize with running_mean and running_var, not "
-                            "with the (synchronized) statistics of the batch.",
-                        ),
-                    ],
+                    _eval_mistakes(case, rank),
                 )
                 if failure:
                     return failure

@@ -15,8 +15,7 @@ from bnlab.checks.harness import (
     Probe,
     Verdict,
     call_learner,
-    close,
-    describe_difference,
+    compare_named,
     error_verdict,
     framework_exercise_forbids,
     framework_verdict,
@@ -350,19 +349,6 @@ def _function_reference(case: Case):
     return {"out": _np(out), "dx": _np(x.grad), "dweight": _np(w.grad), "dbias": _np(b.grad)}
 
 
-TOL = 1e-9
-
-
-def _compare(prop, got, want, label, mistakes=()):
-    if close(got, want, TOL, 1e-7):
-        return None
-    detail = describe_difference(got, want, label)
-    for name, alternative, advice in mistakes:
-        if alternative is not None and close(got, alternative, TOL, 1e-7):
-            return Verdict(prop, False, f"{detail}. {advice}", name)
-    return Verdict(prop, False, detail)
-
-
 def judge(prop, case_list, pr: Probe, what="your layer"):
     # Errors of the state_dict round trip count against that property only.
     sd = prop == "state_dict"
@@ -385,7 +371,7 @@ def judge(prop, case_list, pr: Probe, what="your layer"):
         for case in case_list:
             ref = _function_reference(case)
             for name in ("out", "dx", "dweight", "dbias"):
-                failure = _compare(
+                failure = compare_named(
                     prop,
                     pr.arrays.get(f"{case.name}.{name}"),
                     ref[name],
@@ -432,7 +418,7 @@ def judge(prop, case_list, pr: Probe, what="your layer"):
                     pr.errors.get("state_dict", "export failed"),
                     "wrong state_dict keys",
                 )
-            failure = _compare(
+            failure = compare_named(
                 prop,
                 pr.arrays.get(f"{k}.loaded.eval"),
                 ref["ref.loaded.eval"],
@@ -450,7 +436,7 @@ def judge(prop, case_list, pr: Probe, what="your layer"):
             )
             default_momentum = reference(case, momentum=0.1)
             for step in range(STEPS):
-                failure = _compare(
+                failure = compare_named(
                     prop,
                     pr.arrays.get(f"{k}.train{step}.out"),
                     ref[f"ref.train{step}.out"],
@@ -505,14 +491,14 @@ def judge(prop, case_list, pr: Probe, what="your layer"):
                                 "running_var stores the UNBIASED batch variance.",
                             )
                         )
-                    failure = _compare(
+                    failure = compare_named(
                         prop, got, want, f"{k}: {name} after step {step + 1}", mistakes
                     )
                     if failure:
                         return failure
             continue
         if prop == "eval":
-            failure = _compare(
+            failure = compare_named(
                 prop,
                 pr.arrays.get(f"{k}.eval.out"),
                 ref["ref.eval.out"],
@@ -530,7 +516,7 @@ def judge(prop, case_list, pr: Probe, what="your layer"):
             )
             if failure:
                 return failure
-            failure = _compare(
+            failure = compare_named(
                 prop,
                 pr.arrays.get(f"{k}.dx"),
                 ref.get("ref.dx"),
