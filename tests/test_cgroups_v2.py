@@ -36,6 +36,7 @@ def unified(tmp_path, monkeypatch):
             "pids.max": "max\n",
             "pids.events": "max 0\n",
             "cpu.max": "max 100000\n",
+            "cpu.weight": "100\n",
         }.items():
             with open(os.path.join(path, name), "w") as f:
                 f.write(content)
@@ -65,6 +66,7 @@ def test_v2_group_gets_every_limit_and_is_removed(unified):
     assert _read(d / "memory.swap.max") == "0"  # no swap: the memory limit is the real one
     assert _read(d / "pids.max") == "1024"
     assert _read(d / "cpu.max") == f"90000 {cgroups.CPU_PERIOD_US}"
+    assert _read(d / "cpu.weight") == "25"  # the grader's own processes go first
     script = group.join_command(["prlimit", "bwrap"])
     assert str(d / "cgroup.procs") in script[2] and script[-2:] == ["prlimit", "bwrap"]
     assert not group.hit_memory_limit() and not group.hit_process_limit()

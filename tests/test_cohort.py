@@ -13,6 +13,7 @@ import shutil
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 import zipfile
 from pathlib import Path
@@ -65,11 +66,38 @@ def grade(root: Path, *args: str, db: str | None = None):
     )
 
 
+# `bn-course grade`, in a process that says at exit which frameworks it imported.
+WATCHED = (
+    "import atexit, sys\n"
+    "atexit.register(lambda: print('frameworks imported:', "
+    "[m for m in ('torch', 'tensorflow', 'keras') if m in sys.modules]))\n"
+    "from bnlab.cli import main\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
+
+
+def grade_watched(root: Path, *args: str) -> subprocess.CompletedProcess:
+    """Grade through `bn-course grade` and check that the coordinating process imported no
+    framework: every judge waited for the run's primer, which computed the references and the
+    named mistakes' diagnoses (a judge that came first, or met a mistake the primer had not
+    prepared, would have imported torch here, on the run's critical path)."""
+    proc = subprocess.run(
+        [sys.executable, "-c", WATCHED, "grade", STEM, "--no-progress", *args],
+        cwd=REPO,
+        env={**os.environ, "BNLAB_COURSE_ROOT": str(root)},
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "frameworks imported: []" in proc.stdout, proc.stdout
+    return proc
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     root = tmp_path_factory.mktemp("one-worker")
     students = make_cohort(root)
-    grade(root, "--workers", "1")
+    grade_watched(root, "--workers", "1")
     return root, students, graded(root)
 
 
@@ -83,7 +111,7 @@ def test_one_worker_grades_everyone(reference):
 def test_two_workers_equal_one(reference, tmp_path):
     root = tmp_path / "course"
     make_cohort(root)
-    grade(root, "--workers", "2", "--no-feedback")
+    grade_watched(root, "--workers", "2", "--no-feedback")
     assert graded(root) == reference[2]
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bnlab.grading import sandbox
+from bnlab.grading import cgroups, sandbox
 from conftest import REPO
 
 pytestmark = pytest.mark.skipif(
@@ -205,6 +205,23 @@ def test_memory_limit_holds_for_all_processes_together(tmp_path):
     assert result != "ok" and outcome.memory_limit_hit, (result, outcome)
     off = sandbox.Limits(memory_bytes=2**30, cgroups=False)
     assert run(tmp_path, code, limits=off)[1] == "ok"
+
+
+def test_learner_code_yields_the_cpu_to_the_grader():
+    """A submission's group weighs a quarter of a default group: when cores are contended,
+    the grader's own processes (the judges, the primer computing the references) go first."""
+    _need_cgroups()
+    version = sandbox.cgroup_version()
+    group = cgroups.Cgroup.create(version, memory_bytes=2**30, pids=64, cpu=0.9)
+    try:
+        if version == "v1":
+            (d,) = [d for d in group.dirs if d.parent.name == "cpu"]
+            assert (d / "cpu.shares").read_text().strip() == "256"
+        else:
+            (d,) = group.dirs
+            assert (d / "cpu.weight").read_text().strip() == "25"
+    finally:
+        group.remove()
 
 
 @pytest.mark.serial  # the control measures what the machine gives: it must have it to itself

@@ -9,7 +9,8 @@ may each take the whole allowance), so each sandbox run also gets its own cgroup
 * processes: `pids.max` for the whole tree;
 * CPU: a CFS quota (`cpu.cfs_quota_us` / `cpu.max`) of a fraction of one core, so that a
   submission running 240 busy processes slows only itself, not the honest neighbour graded
-  beside it.
+  beside it; and a quarter of the default weight (`cpu.shares` / `cpu.weight`), so that on a
+  busy host the grader's own work (judging, computing the run's references) goes first.
 
 Both cgroup versions are supported: v1 hierarchies under /sys/fs/cgroup/{memory,pids,cpu}
 (this project's machines), the unified v2 tree elsewhere. `available()` says which is usable
@@ -31,6 +32,11 @@ from pathlib import Path
 ROOT = Path("/sys/fs/cgroup")
 PREFIX = "bnlab"
 CPU_PERIOD_US = 100_000
+# A quarter of the default weight: when cores are contended, the grader's own processes (the
+# judges, the primer computing the references) go before learner code; an idle core is still
+# the sandbox's to use up to its quota.
+CPU_SHARES_V1 = 256  # default 1024
+CPU_WEIGHT_V2 = 25  # default 100
 _counter = itertools.count()
 _lock = threading.Lock()
 
@@ -120,6 +126,7 @@ class Cgroup:
                 _write(ROOT / "pids" / name / "pids.max", pids)
                 _write(ROOT / "cpu" / name / "cpu.cfs_period_us", CPU_PERIOD_US)
                 _write(ROOT / "cpu" / name / "cpu.cfs_quota_us", quota)
+                _write(ROOT / "cpu" / name / "cpu.shares", CPU_SHARES_V1)
             else:
                 control = ROOT / "cgroup.subtree_control"
                 enabled = set(control.read_text().split())
@@ -134,6 +141,7 @@ class Cgroup:
                     _write(d / "memory.swap.max", 0)
                 _write(d / "pids.max", pids)
                 _write(d / "cpu.max", f"{quota} {CPU_PERIOD_US}")
+                _write(d / "cpu.weight", CPU_WEIGHT_V2)
         except OSError:
             group.remove()
             raise

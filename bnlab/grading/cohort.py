@@ -8,8 +8,13 @@
 
 Each submission is graded by bnlab.grading.grader (sandboxed probe, trusted judge) on a Dask
 worker; the coordinating process (this one) is the gradebook's only writer and commits one
-transaction per submission as results arrive. The ledger remembers what was graded, so a rerun
-after a crash or `kill -9` grades only what is missing or changed.
+transaction per submission as results arrive. The references for this run's fresh inputs are
+computed by a primer process (`bnlab.grading.primer`, the instructor's solution judged with the
+real layers) that starts first and runs beside the first sandboxes; a judge waits for it after
+its sandbox has run (a Dask task steps out of its worker's thread pool while it waits, so the
+worker starts the next sandbox), then reads the references from the cache. The ledger
+remembers what was graded, so a rerun after a crash or `kill -9` grades only what is missing
+or changed.
 
 Outputs, under the course root: autograded/ (nbgrader's layout), the gradebook, feedback/
 (by `nbgrader generate_feedback`, hidden tests removed), reports/ASSIGNMENT-grades.csv
@@ -20,9 +25,12 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
+import functools
 import json
 import os
 import secrets
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -44,12 +52,19 @@ class Task:
     digest: str
     reference_cache: str | None = None
     run_seed: int | None = None
+    primed_event: str | None = None  # a Dask Event set once the references are computed
 
 
-def grade_task(task: Task) -> grader.SubmissionResult:
+# How long a judge waits for the primer at most; past it, it computes what it needs itself.
+PRIME_WAIT_S = 900.0
+
+
+def grade_task(task: Task, before_judge=None) -> grader.SubmissionResult:
     """What a worker runs: grade one submission (the worker is trusted grader code)."""
     if task.reference_cache and Path(task.reference_cache).is_dir():
         os.environ[refcache.ENV] = task.reference_cache  # a shared folder, on a cluster
+    if before_judge is None and task.primed_event:
+        before_judge = functools.partial(_wait_primed, task.primed_event)
     return grader.grade_submission(
         Path(task.folder),
         task.student,
@@ -60,7 +75,58 @@ def grade_task(task: Task) -> grader.SubmissionResult:
         task.use_sandbox,
         task.digest,
         task.run_seed,
+        before_judge,
     )
+
+
+def _wait_primed(name: str) -> None:
+    """In a Dask task: wait for the run's references outside the worker's thread pool (the
+    worker starts the next submission's sandbox meanwhile), then take a thread back."""
+    from distributed import Event, rejoin, secede
+
+    event = Event(name)
+    if event.is_set():
+        return
+    secede()
+    try:
+        event.wait(PRIME_WAIT_S)
+    finally:
+        rejoin()
+
+
+class Priming:
+    """The primer process of one grading run (`bnlab.grading.primer`); `wait()` returns once
+    it has ended, for whatever reason: a judge without the references computes them itself."""
+
+    def __init__(self, root: Path, assignment: str, run_seed: int):
+        os.environ[refcache.ENV] = str(reference_cache(root))  # the judges read it
+        self.proc = None
+        if not _primed_marker(root, assignment, run_seed).exists():
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "bnlab.grading.primer", str(root), assignment]
+                + [str(run_seed)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+            )
+
+    @property
+    def pending(self) -> bool:
+        return self.proc is not None and self.proc.returncode is None
+
+    def wait(self) -> None:
+        if self.proc is None or self.proc.returncode is not None:
+            return
+        if self.proc.wait() != 0:
+            print(
+                f"bn-course: warning: computing the references failed (exit code "
+                f"{self.proc.returncode}); each judge computes what it needs instead",
+                file=sys.stderr,
+            )
+
+    def stop(self) -> None:
+        if self.pending:
+            self.proc.kill()
+            self.proc.wait()
 
 
 @dataclass
@@ -122,7 +188,8 @@ def grade_cohort(
             if os.environ.get("BNLAB_RUN_SEED")
             else secrets.randbelow(2**31)
         )
-    cache = prime(root, assignment, master, run_seed)
+    priming = Priming(root, assignment, run_seed)  # runs beside what follows
+    cache = reference_cache(root)
     limits = limits or sandbox.Limits()
     db_url = db_url or default_db(root)
     gb = ledger.open_gradebook(db_url)
@@ -152,7 +219,7 @@ def grade_cohort(
                 )
         folders = {t.student: Path(t.folder) for t in todo}
         graded_now: set[str] = set()
-        for item in _run(todo, workers, scheduler, progress):
+        for item in _run(todo, workers, scheduler, progress, priming):
             if isinstance(item, str):
                 summary.failed.append(item)
                 continue
@@ -169,6 +236,7 @@ def grade_cohort(
                 summary.not_graded += 1
         rows = ledger.rows(gb, assignment)
     finally:
+        priming.stop()  # only when grading stopped early: it has ended otherwise
         gb.close()
     summary.csv = write_csv(root, assignment, rows)
     summary.report = write_report(root, assignment, rows, master)
@@ -178,7 +246,7 @@ def grade_cohort(
     return summary
 
 
-def _run(todo: list[Task], workers, scheduler, progress: bool):
+def _run(todo: list[Task], workers, scheduler, progress: bool, priming: Priming):
     """Yield results (or 'student: error' strings) as they complete."""
     bar = _bar(len(todo), progress)
     try:
@@ -187,7 +255,7 @@ def _run(todo: list[Task], workers, scheduler, progress: bool):
         if workers == 1 and scheduler is None:
             for task in todo:
                 try:
-                    yield grade_task(task)
+                    yield grade_task(task, priming.wait)
                 except Exception as err:  # noqa: BLE001 - a grader bug must not stop the cohort
                     yield f"{task.student}: {type(err).__name__}: {err}"
                 bar.update(1)
@@ -208,7 +276,16 @@ def _run(todo: list[Task], workers, scheduler, progress: bool):
             )
         client = Client(scheduler or cluster)
         try:
+            event = None
+            if priming.pending:
+                from distributed import Event
+
+                event = Event(f"bnlab-primed-{secrets.token_hex(8)}", client=client)
+                todo = [dataclasses.replace(t, primed_event=event.name) for t in todo]
             futures = {client.submit(grade_task, t, pure=False): t for t in todo}
+            priming.wait()  # meanwhile the workers run sandboxes
+            if event is not None:
+                event.set()
             for future in as_completed(futures):
                 task = futures[future]
                 try:
@@ -224,13 +301,21 @@ def _run(todo: list[Task], workers, scheduler, progress: bool):
         bar.close()
 
 
+def reference_cache(root: Path) -> Path:
+    return root / ".cache" / "references"
+
+
+def _primed_marker(root: Path, assignment: str, run_seed: int | None) -> Path:
+    return reference_cache(root) / f"primed-{assignment}-{grader.grader_version()}-{run_seed}"
+
+
 def prime(root: Path, assignment: str, master: dict, run_seed: int | None = None) -> Path:
     """Fill the reference cache of an assignment by judging the instructor's own solution (in
     this process: it is trusted code) on the run's inputs, once per grader version and run
     seed; return the cache folder."""
-    cache = root / ".cache" / "references"
+    cache = reference_cache(root)
     os.environ[refcache.ENV] = str(cache)
-    marker = cache / f"primed-{assignment}-{grader.grader_version()}-{run_seed}"
+    marker = _primed_marker(root, assignment, run_seed)
     if marker.exists():
         return cache
     from bnlab.checks import CHECKS
@@ -252,11 +337,11 @@ def prime(root: Path, assignment: str, master: dict, run_seed: int | None = None
                     learner = [namespace[n] for n in item["names"]]
                     seed = grader.run_input_seed(run_seed, item["check"], item["seed"])
                     cases = spec.module.cases(spec.prop, seed)
-                    verdict = spec.module.judge(
-                        spec.prop, cases, spec.module.probe(*learner, cases), spec.what
-                    )
+                    probe = spec.module.probe(*learner, cases)
+                    verdict = spec.module.judge(spec.prop, cases, probe, spec.what)
                     if not verdict.passed:
                         failing.append(f"{item['check']} (seed {item['seed']}, input seed {seed})")
+                    _warm_diagnoses(spec, cases, probe)
     if failing:
         print(
             f"bn-course: warning: the instructor's solution of {assignment} fails "
@@ -266,6 +351,21 @@ def prime(root: Path, assignment: str, master: dict, run_seed: int | None = None
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.touch()
     return cache
+
+
+def _warm_diagnoses(spec, cases, probe) -> None:
+    """Judge the solution's probe with each of its float arrays made wrong in turn, so that
+    the references and named mistakes a wrong answer's diagnosis compares with are computed
+    here (in the primer, beside the sandboxes) rather than by the first judge that meets such
+    an answer, in the process that coordinates the run."""
+    import numpy as np
+
+    for key, value in probe.arrays.items():
+        if not np.issubdtype(value.dtype, np.floating):
+            continue
+        wrong = dataclasses.replace(probe, arrays={**probe.arrays, key: value * 1.5 + 0.25})
+        with contextlib.suppress(Exception):  # a cache warm-up: what fails here is computed
+            spec.module.judge(spec.prop, cases, wrong, spec.what)  # on demand, as before
 
 
 def _bar(total: int, enabled: bool):

@@ -1,0 +1,24 @@
+"""The primer process of a grading run: `python -m bnlab.grading.primer ROOT ASSIGNMENT SEED`.
+
+It fills the reference cache for the run's input seed (`cohort.prime`: the instructor's
+solution judged with the real layers) while the coordinating process starts the sandboxes, so
+the framework imports and reference computations run beside them rather than before them. It
+runs trusted code only (the course's own notebook); learner code never reaches it.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from bnlab.grading import cohort, grader
+
+
+def main(argv: list[str]) -> int:
+    root, assignment, seed = Path(argv[0]), argv[1], int(argv[2])
+    cohort.prime(root, assignment, grader.load_master(root, assignment)[0], seed)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
