@@ -234,3 +234,22 @@ def test_a_rerun_regenerates_feedback_only_for_whom_it_graded(reference, tmp_pat
     assert after["blank"] != before["blank"]
     assert {s for s in pages if after[s] != before[s]} == {"blank"}
     assert "Score: 11.0 / 11.0" in pages["blank"].read_text(encoding="utf-8")
+
+
+def test_feedback_split_over_processes_equals_one_process(reference, tmp_path, capfd, monkeypatch):
+    """generate_feedback over two nbgrader processes at once (each for its own students)
+    writes the same pages as one process for everyone."""
+    from bnlab.grading import cohort as cohort_mod
+
+    root = tmp_path / "course"
+    shutil.copytree(reference[0], root)
+    shutil.rmtree(root / "feedback")
+    monkeypatch.setattr(cohort_mod, "FEEDBACK_PER_PROCESS", 1)
+    capfd.readouterr()
+    cohort_mod.generate_feedback(root, STEM, f"sqlite:///{root / 'gradebook.db'}", None, 2)
+    assert capfd.readouterr().out.count("generate_feedback") == 2  # two nbgrader processes
+    for student in reference[1]:
+        page = f"{student}/{STEM}/{STEM}.html"
+        assert (root / "feedback" / page).read_text(encoding="utf-8") == (
+            reference[0] / "feedback" / page
+        ).read_text(encoding="utf-8"), student

@@ -55,6 +55,8 @@ class Task:
     primed_event: str | None = None  # a Dask Event set once the references are computed
 
 
+# The fewest students one nbgrader generate_feedback process is started for.
+FEEDBACK_PER_PROCESS = 20
 # How long a judge waits for the primer at most; past it, it computes what it needs itself.
 PRIME_WAIT_S = 900.0
 
@@ -192,7 +194,11 @@ def grade_cohort(
     cache = reference_cache(root)
     limits = limits or sandbox.Limits()
     db_url = db_url or default_db(root)
-    gb = ledger.open_gradebook(db_url)
+    try:
+        gb = ledger.open_gradebook(db_url)
+    except BaseException:
+        priming.stop()
+        raise
     summary = Summary(assignment, run_seed=run_seed)
     try:
         ledger.check_assignment(gb, assignment)
@@ -241,7 +247,7 @@ def grade_cohort(
     summary.csv = write_csv(root, assignment, rows)
     summary.report = write_report(root, assignment, rows, master)
     if feedback and summary.graded:
-        generate_feedback(root, assignment, db_url, graded_now)
+        generate_feedback(root, assignment, db_url, graded_now, workers or os.cpu_count() or 1)
     summary.wall_s = time.perf_counter() - start
     return summary
 
@@ -420,25 +426,44 @@ def write_report(root: Path, assignment: str, rows: list[dict], master: dict) ->
 
 
 def generate_feedback(
-    root: Path, assignment: str, db_url: str, students: set[str] | None = None
+    root: Path,
+    assignment: str,
+    db_url: str,
+    students: set[str] | None = None,
+    processes: int = 1,
 ) -> None:
     """nbgrader's generate_feedback for `assignment`: for the `students` graded in this run
-    only (the others' pages are up to date), or for everyone when `students` is None."""
+    only (the others' pages are up to date), or for everyone when `students` is None; split
+    over up to `processes` nbgrader processes at once (each writes its own students' pages and
+    only reads the gradebook), at least FEEDBACK_PER_PROCESS students each, since each one
+    pays nbgrader's start-up (about 2.7 s here, against 0.07 s per student)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from bnlab.core.course import nbgrader
     from bnlab.grading import report
 
-    extra = []
-    if students is not None:
-        everyone = {p.parent.name for p in (root / "autograded").glob(f"*/{assignment}")}
-        others = sorted(everyone - set(students))
+    everyone = {p.parent.name for p in (root / "autograded").glob(f"*/{assignment}")}
+    wanted = sorted(everyone if students is None else set(students) & everyone)
+    if not wanted:
+        return
+    n = max(1, min(processes, len(wanted) // FEEDBACK_PER_PROCESS))
+    chunks = [wanted[i::n] for i in range(n)]
+
+    def one(chunk: list[str]) -> None:
+        extra = []
+        others = sorted(everyone - set(chunk))
         if others:
             extra.append(f"--CourseDirectory.student_id_exclude={','.join(others)}")
-    nbgrader(
-        "generate_feedback",
-        assignment,
-        "--force",
-        f"--CourseDirectory.db_url={db_url}",
-        *extra,
-        root=root,
-    )
+        nbgrader(
+            "generate_feedback",
+            assignment,
+            "--force",
+            f"--CourseDirectory.db_url={db_url}",
+            *extra,
+            root=root,
+        )
+
+    with ThreadPoolExecutor(n) as pool:
+        for done in [pool.submit(one, chunk) for chunk in chunks]:
+            done.result()
     report.secure_feedback_pages(root, assignment)
