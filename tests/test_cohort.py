@@ -253,3 +253,41 @@ def test_feedback_split_over_processes_equals_one_process(reference, tmp_path, c
         assert (root / "feedback" / page).read_text(encoding="utf-8") == (
             reference[0] / "feedback" / page
         ).read_text(encoding="utf-8"), student
+
+
+class _FakeEvent:
+    def __init__(self, name):
+        self.name = name
+
+    def is_set(self):
+        return False
+
+    def wait(self, timeout):
+        _FakeEvent.waits.append(timeout)
+        return True
+
+
+def test_a_waiting_submission_holds_its_out_only_within_a_budget(tmp_path, monkeypatch):
+    """While the primer runs, a judged-later submission steps out of its worker's pool (the
+    next sandbox starts) only while what the waiting ones hold in /out stays under
+    PARK_BYTES; a larger /out waits on its worker's thread, so a cohort of /out bombs cannot
+    pile up in memory."""
+    import distributed
+
+    from bnlab.grading import cohort as cohort_mod
+
+    calls = []
+    monkeypatch.setattr(distributed, "Event", _FakeEvent)
+    monkeypatch.setattr(distributed, "secede", lambda: calls.append("secede"))
+    monkeypatch.setattr(distributed, "rejoin", lambda: calls.append("rejoin"))
+    monkeypatch.setattr(cohort_mod, "PARK_BYTES", 2**20)
+    _FakeEvent.waits = []
+    small, big = tmp_path / "small", tmp_path / "big"
+    for folder, size in ((small, 1000), (big, 4 * 2**20)):
+        folder.mkdir()
+        (folder / "arrays.npz").write_bytes(os.urandom(size))
+    cohort_mod._wait_primed("e", small)
+    assert calls == ["secede", "rejoin"] and cohort_mod._parked == 0
+    cohort_mod._wait_primed("e", big)
+    assert calls == ["secede", "rejoin"]  # waited on its thread
+    assert len(_FakeEvent.waits) == 2

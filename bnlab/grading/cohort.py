@@ -32,6 +32,7 @@ import os
 import secrets
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,18 +82,38 @@ def grade_task(task: Task, before_judge=None) -> grader.SubmissionResult:
     )
 
 
-def _wait_primed(name: str) -> None:
+# What the submissions waiting outside their worker's thread pool may hold in their /out
+# (a tmpfs each, in memory) in one process together; past it, a submission waits on its thread
+# and the worker starts no other sandbox until the references are there.
+PARK_BYTES = 256 * 2**20
+_parked = 0
+_parked_lock = threading.Lock()
+
+
+def _wait_primed(name: str, out: Path) -> None:
     """In a Dask task: wait for the run's references outside the worker's thread pool (the
-    worker starts the next submission's sandbox meanwhile), then take a thread back."""
+    worker starts the next submission's sandbox meanwhile), then take a thread back; on the
+    worker's thread instead when the /out held meanwhile would pass PARK_BYTES."""
+    global _parked
     from distributed import Event, rejoin, secede
 
     event = Event(name)
     if event.is_set():
         return
+    size = sandbox.usage_bytes(out)
+    with _parked_lock:
+        park = _parked + size <= PARK_BYTES
+        if park:
+            _parked += size
+    if not park:
+        event.wait(PRIME_WAIT_S)
+        return
     secede()
     try:
         event.wait(PRIME_WAIT_S)
     finally:
+        with _parked_lock:
+            _parked -= size
         rejoin()
 
 
@@ -115,7 +136,7 @@ class Priming:
     def pending(self) -> bool:
         return self.proc is not None and self.proc.returncode is None
 
-    def wait(self) -> None:
+    def wait(self, out: Path | None = None) -> None:
         if self.proc is None or self.proc.returncode is not None:
             return
         if self.proc.wait() != 0:

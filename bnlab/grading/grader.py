@@ -355,12 +355,13 @@ def grade_submission(
     use_sandbox: bool = True,
     digest: str | None = None,
     run_seed: int | None = None,
-    before_judge: Callable[[], None] | None = None,
+    before_judge: Callable[[Path], None] | None = None,
 ) -> SubmissionResult:
     """Grade submitted/STUDENT/ASSIGNMENT/ (never raises for anything in the submission).
     `digest`: the submission's digest when the caller has computed it already; `run_seed`: the
-    grading run's input seed (`run_input_seed`); `before_judge`: called after the sandbox has
-    run and before the judge starts (the cohort grader waits there for the run's references)."""
+    grading run's input seed (`run_input_seed`); `before_judge(out)`: called with the sandbox's
+    /out once the sandbox has run and before the judge starts (the cohort grader waits there
+    for the run's references)."""
     limits = limits or sandbox.Limits()
     digest = digest or submission_digest(folder, assignment)
     start = time.perf_counter()
@@ -427,7 +428,7 @@ def grade_submission(
         if stopped and progress.get("current") is not None:
             stopped += f" while running cell {progress['current'] + 1}"
         if before_judge is not None:
-            before_judge()
+            before_judge(out)
         results = fill_outputs(cells, job, out, stopped)
     notebook = {
         "cells": untrusted.clean(cells),

@@ -152,6 +152,14 @@ def output_folder(path: Path, limits: Limits) -> Iterator[Path]:
             )
 
 
+def usage_bytes(out: Path) -> int:
+    """What a submission's /out holds, in bytes of storage (memory, for a tmpfs)."""
+    if os.path.ismount(out):  # its own tmpfs: the file system's count, without a walk
+        st = os.statvfs(out)
+        return (st.f_blocks - st.f_bfree) * st.f_frsize
+    return _usage(out, 100_000)[0]
+
+
 def _usage(root: Path, stop_after: int) -> tuple[int, int]:
     """(bytes, entries) under root, without following links; stops counting past stop_after
     entries."""
