@@ -22,6 +22,7 @@ import pytest
 from corpus_tools import cohort, submission
 from pgserver import pg_url  # noqa: F401 - a fixture
 
+from bnlab.core import refcache
 from bnlab.grading import ledger
 from conftest import BN_COURSE, REPO, run_course
 
@@ -291,3 +292,25 @@ def test_a_waiting_submission_holds_its_out_only_within_a_budget(tmp_path, monke
     cohort_mod._wait_primed("e", big)
     assert calls == ["secede", "rejoin"]  # waited on its thread
     assert len(_FakeEvent.waits) == 2
+
+
+def test_a_failed_primer_costs_no_grade(reference, tmp_path, capfd, monkeypatch):
+    """When the primer process fails, each judge computes the references it needs itself:
+    slower, the same grades, and the run says why."""
+    from bnlab.grading import cohort as cohort_mod
+
+    root = tmp_path / "course"
+    shutil.copytree(reference[0], root)
+    again = ["solution", "blank", "wrong_unbiased_variance"]
+    with sqlite3.connect(root / "gradebook.db") as con:
+        marks = ",".join("?" * len(again))
+        con.execute(f"DELETE FROM bnlab_ledger WHERE student IN ({marks})", again)
+    monkeypatch.setattr(cohort_mod, "PRIMER", [sys.executable, "-c", "raise SystemExit(3)"])
+    monkeypatch.delenv(refcache.ENV, raising=False)  # grade_cohort sets it: restored after
+    summary = cohort_mod.grade_cohort(
+        STEM, root, workers=1, progress=False, feedback=False, run_seed=424242
+    )
+    assert summary.graded == len(again) and not summary.failed
+    assert "computing the references failed (exit code 3)" in capfd.readouterr().err
+    rows = graded(root)
+    assert {s: rows[s] for s in again} == {s: reference[2][s] for s in again}

@@ -117,6 +117,9 @@ def _wait_primed(name: str, out: Path) -> None:
         rejoin()
 
 
+PRIMER = [sys.executable, "-m", "bnlab.grading.primer"]  # + ROOT ASSIGNMENT SEED
+
+
 class Priming:
     """The primer process of one grading run (`bnlab.grading.primer`); `wait()` returns once
     it has ended, for whatever reason: a judge without the references computes them itself."""
@@ -126,8 +129,7 @@ class Priming:
         self.proc = None
         if not _primed_marker(root, assignment, run_seed).exists():
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "bnlab.grading.primer", str(root), assignment]
-                + [str(run_seed)],
+                [*PRIMER, str(root), assignment, str(run_seed)],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
             )
