@@ -138,7 +138,7 @@ class Priming:
     def pending(self) -> bool:
         return self.proc is not None and self.proc.returncode is None
 
-    def wait(self, out: Path | None = None) -> None:
+    def wait(self) -> None:
         if self.proc is None or self.proc.returncode is not None:
             return
         if self.proc.wait() != 0:
@@ -284,7 +284,7 @@ def _run(todo: list[Task], workers, scheduler, progress: bool, priming: Priming)
         if workers == 1 and scheduler is None:
             for task in todo:
                 try:
-                    yield grade_task(task, priming.wait)
+                    yield grade_task(task, lambda out: priming.wait())
                 except Exception as err:  # noqa: BLE001 - a grader bug must not stop the cohort
                     yield f"{task.student}: {type(err).__name__}: {err}"
                 bar.update(1)
