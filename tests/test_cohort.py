@@ -215,7 +215,7 @@ def test_report_and_feedback(reference):
     for student in students:
         assert (root / "feedback" / student / STEM / f"{STEM}.html").is_file(), student
     lines = (root / "reports" / f"{STEM}-grades.csv").read_text().splitlines()
-    assert lines[0] == "student,assignment,score,max_score,status"
+    assert lines[0] == "student,assignment,score,max_score,status,review"
     assert len(lines) == len(students) + 1
 
 

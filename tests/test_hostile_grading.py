@@ -387,3 +387,39 @@ def test_learner_html_never_runs_in_the_pages_an_instructor_opens(hostile):
                 assert not (link.get_attribute("href") or "").startswith("javascript:")
         finally:
             browser.close()
+
+
+# Attacks whose own code reaches into the interpreter or the grader (bnlab.grading.review).
+REVIEWED = (
+    "a01_patch_numpy_comparators",
+    "a02_patch_grader_modules",
+    "a03_patch_builtins",
+    "a10_hidden_torch_call_guard_blinded",
+    "a11_read_solutions",
+    "a15_forged_result_files",
+    "a20_npz_decompression_bomb",
+    "a24_symlinks_in_out",
+)
+
+
+def test_code_reaching_into_the_interpreter_is_listed_for_review(hostile):
+    """Listed in the CSV and the report, for the instructor, never in the learner's feedback;
+    honest students are not listed, and nobody's score moves (the exact outcomes above)."""
+    path = hostile["root"] / "reports" / f"{STEM}-grades.csv"
+    lines = {r["student"]: r for r in csv.DictReader(path.open(encoding="utf-8"))}
+    for student in ("s02_honest_identity", "s03_honest_no_answer"):
+        assert lines[student]["review"] == "", student
+    for student in REVIEWED:
+        assert lines[student]["review"].startswith("batchnorm_forward, line "), student
+        assert hostile["rows"][student]["summary"]["review"], student
+    assert "replaces numpy.allclose" in lines["a01_patch_numpy_comparators"]["review"]
+    assert "sys.setprofile" in lines["a10_hidden_torch_call_guard_blinded"]["review"]
+    html = (hostile["root"] / "reports" / f"{STEM}-report.html").read_text(encoding="utf-8")
+    section = html[html.index('<section id="review">') :]
+    section = section[: section.index("</section>")]
+    assert all(f"<code>{s}</code>" in section for s in REVIEWED)
+    assert "s02_honest_identity" not in section
+    for student in REVIEWED:
+        page = hostile["root"] / "feedback" / student / STEM / f"{STEM}.html"
+        if page.exists():
+            assert "replaces numpy" not in page.read_text(encoding="utf-8"), student

@@ -193,6 +193,7 @@ def test_report_escapes_learner_text(tmp_path):
     results[4]["student"] = HOSTILE
     results[4]["reason"] = f"not graded: {HOSTILE}"
     results.append(graded(HOSTILE, {HOSTILE: cell(0, 1, [HOSTILE])}))
+    results[2]["review"] = [f"cell 3, line 1: a string naming interpreter internals: {HOSTILE}"]
     path = tmp_path / "report.html"
     write_report(results, path, f"hw {HOSTILE}", MAX)
     html = path.read_text(encoding="utf-8")
@@ -200,6 +201,23 @@ def test_report_escapes_learner_text(tmp_path):
     assert "<img" not in html and "<b>limit" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "&lt;img src=x onerror=&quot;alert(2)&quot;&gt;" in html
+
+
+def test_review_lists_flagged_students_with_their_findings(tmp_path):
+    results = cohort()
+    results[1]["review"] = [f"answer, line {n}: imports gc" for n in range(1, 12)]
+    results[4]["review"] = ["cell 2, line 1: exec()"]  # not graded, still listed
+    summary = summarize(results)
+    assert [r["student"] for r in summary["review"]] == ["s02", "s05"]
+    path = tmp_path / "report.html"
+    write_report(results, path, "hw", MAX)
+    html = path.read_text(encoding="utf-8")
+    section = html[html.index('<section id="review">') :]
+    assert "For review (2)" in section
+    assert "answer, line 8: imports gc" in section and "line 9:" not in section
+    assert "… and 3 more" in section and "cell 2, line 1: exec()" in section
+    write_report(cohort(), path, "hw", MAX)
+    assert "For review (0)" in path.read_text(encoding="utf-8")
 
 
 def test_report_of_an_empty_cohort(tmp_path):

@@ -410,9 +410,10 @@ def write_csv(root: Path, assignment: str, rows: list[dict]) -> Path:
     tmp = path.with_suffix(".tmp")
     with open(tmp, "w", newline="", encoding="utf-8") as f:
         out = csv.writer(f)
-        out.writerow(["student", "assignment", "score", "max_score", "status"])
+        out.writerow(["student", "assignment", "score", "max_score", "status", "review"])
         for r in rows:
             graded = r["status"] == "graded"
+            findings = json.loads(r["summary"]).get("review") or []
             out.writerow(
                 [
                     r["student"],
@@ -420,6 +421,7 @@ def write_csv(root: Path, assignment: str, rows: list[dict]) -> Path:
                     f"{r['score']:g}" if graded else "",
                     f"{r['max_score']:g}",
                     "graded" if graded else f"not graded: {r['reason']}",
+                    "; ".join(findings),
                 ]
             )
     tmp.replace(path)

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from bnlab.checks.harness import Verdict
 from bnlab.core.versions import grader_version
-from bnlab.grading import intake, sandbox, untrusted
+from bnlab.grading import intake, review, sandbox, untrusted
 
 NUMPY_MODULES = (
     "bnlab.checks.forward",
@@ -68,6 +68,7 @@ class SubmissionResult:
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     run_seed: int | None = None  # the grading run's input seed (instructor-only, in the ledger)
+    review: list[str] = field(default_factory=list)  # bnlab.grading.review (instructor-only)
 
     @property
     def score(self) -> float | None:
@@ -85,6 +86,7 @@ class SubmissionResult:
             "reason": self.reason,
             "score": self.score,
             "max_score": self.max_score,
+            "review": self.review,
             "cells": {
                 c.grade_id: {
                     "score": c.score,
@@ -441,6 +443,7 @@ def grade_submission(
     )
     result.run_seed = run_seed
     ran = {jc["index"] for jc in job["cells"]}
+    result.review = review.read_submission(cells, ran)
     not_run = sum(1 for i, c in enumerate(cells) if c["cell_type"] == "code" and i not in ran)
     if not_run:
         result.notes.append(

@@ -19,6 +19,7 @@ from pathlib import Path
 
 BINS = 10
 TOP_DIAGNOSES = 10  # rows of "What to re-teach"; the summary keeps them all
+REVIEW_LINES = 8  # findings shown per student under "For review"
 NOT_GRADED_PREFIX = "not graded:"
 
 
@@ -62,6 +63,8 @@ def summarize(results: list[dict], max_score: float | None = None) -> dict:
              (ties by name); share is over graded students; tests in the order they first appear
       limits: the same for the sandbox/limit reasons attached to cells
       not_graded: [{student, reason}] in input order, reason without its "not graded:" prefix
+      review: [{student, findings}] in input order, for the submissions whose own code reaches
+             into the interpreter or the grader (bnlab.grading.review); scores are unaffected
     """
     graded = [r for r in results if _is_graded(r)]
     scores = [float(r["score"]) for r in graded]
@@ -143,6 +146,11 @@ def summarize(results: list[dict], max_score: float | None = None) -> dict:
         "diagnoses": ranked(found["diagnoses"]),
         "limits": ranked(found["reasons"]),
         "not_graded": not_graded,
+        "review": [
+            {"student": str(r.get("student", "")), "findings": [str(f) for f in r["review"]]}
+            for r in results
+            if r.get("review")
+        ],
     }
 
 
@@ -385,6 +393,31 @@ def _render(summary: dict, assignment: str, max_score: float, generated: datetim
         out.append("</tbody></table>")
     else:
         out.append('<p class="note">Every submission was graded.</p>')
+    out.append("</section>")
+
+    flagged = summary["review"]
+    out.append(f'<section id="review"><h2>For review ({len(flagged)})</h2>')
+    if flagged:
+        out.append(
+            '<p class="note">The code of these submissions reaches into the interpreter or the '
+            "grader (object lists, frames, raw memory, the operator registry, stdin, the "
+            "grader's modules, patched libraries, code built at run time), which no answer to "
+            "this assignment needs. Their scores stand as judged; read the code before "
+            "trusting them. Each line names the cell and the line in it.</p>"
+        )
+        out.append("<table><thead><tr><th>Student</th><th>Found</th></tr></thead><tbody>")
+        for r in flagged:
+            shown = r["findings"][:REVIEW_LINES]
+            more = len(r["findings"]) - len(shown)
+            items = "".join(f"<li>{escape(f)}</li>" for f in shown)
+            if more:
+                items += f"<li>… and {more} more</li>"
+            out.append(
+                f"<tr><td><code>{escape(r['student'])}</code></td><td><ul>{items}</ul></td></tr>"
+            )
+        out.append("</tbody></table>")
+    else:
+        out.append('<p class="note">No submission\'s code reaches into the interpreter.</p>')
     out.append("</section>")
 
     stamp = generated.strftime("%Y-%m-%d %H:%M %Z").strip()

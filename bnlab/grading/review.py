@@ -1,0 +1,342 @@
+"""What in a submission's own code an instructor should read before trusting its grade.
+
+The sandbox bounds what learner code can do to the host, and the judge outside decides every
+point; but the framework guard (`sandbox_runner.KernelBlock`) and this run's input seeds live in
+the learner's process, so code that digs into that process (its objects through `gc`, its frames,
+raw memory through `ctypes`, the dispatcher through `torch.library`, stdin, the grader's own
+modules) can undo the block or read the seeds (README, "Known limits"). No honest answer to these
+exercises needs any of that. This module reads the learner's cells (outside the sandbox: their
+source, not anything they printed) and names each construct of that kind, with its cell and line;
+`bn-course grade` lists them in the report and the CSV for review. Findings never change a score:
+they are a reading list, not a verdict.
+
+It is a static reading, so it names what the code says, not what it computes: reaching an
+attribute through a name built at run time needs `getattr` with a computed name, `eval`, `exec`,
+`compile`, `__import__`, `importlib`, a format string with a dunder, or `vars`/`globals`, each of
+which is named itself.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass
+
+# Modules whose import (or any part of it) an answer to these exercises never needs.
+MODULES = {
+    "gc": "the interpreter's object lists (gc)",
+    "ctypes": "raw memory and C calls (ctypes)",
+    "_ctypes": "raw memory and C calls (_ctypes)",
+    "inspect": "stack frames and source (inspect)",
+    "importlib": "imports by computed name (importlib)",
+    "builtins": "the builtins module",
+    "threading": "threads (threading)",
+    "_thread": "threads (_thread)",
+    "multiprocessing": "other processes (multiprocessing)",
+    "concurrent": "threads or processes (concurrent)",
+    "subprocess": "other programs (subprocess)",
+    "signal": "signal handlers (signal)",
+    "atexit": "exit handlers (atexit)",
+    "faulthandler": "faulthandler",
+    "marshal": "code objects (marshal)",
+    "types.CodeType": "code objects (types.CodeType)",
+    "types.FunctionType": "function objects (types.FunctionType)",
+    "types.LambdaType": "function objects (types.LambdaType)",
+    "types.FrameType": "frames (types.FrameType)",
+    "types.TracebackType": "tracebacks (types.TracebackType)",
+    "types.CellType": "closure cells (types.CellType)",
+    "types.ModuleType": "module objects (types.ModuleType)",
+    "dis": "bytecode (dis)",
+    "code": "an interactive interpreter (code)",
+    "codeop": "compilation (codeop)",
+    "mmap": "memory maps (mmap)",
+    "pty": "terminals (pty)",
+    "socket": "sockets (socket)",
+    "resource": "resource limits (resource)",
+    "weakref": "references to live objects (weakref)",
+    "sqlite3": "databases (sqlite3)",
+    "pickle": "object deserialisation (pickle)",
+    "urllib": "network access (urllib)",
+    "http": "network access (http)",
+    "bnlab": "the course's grading and check modules",
+    "IPython": "the notebook shell (IPython)",
+    "ipykernel": "the notebook kernel (ipykernel)",
+    "torch.library": "PyTorch's operator registry (torch.library)",
+    "torch.overrides": "PyTorch's function interception (torch.overrides)",
+    "torch.utils._python_dispatch": "PyTorch's dispatch interception",
+    "torch._C": "PyTorch's C internals (torch._C)",
+    "tensorflow.python": "TensorFlow's internals (tensorflow.python)",
+    "keras.src": "Keras's internals (keras.src)",
+}
+# Attributes of `sys` and `os` that reach the process itself rather than compute anything.
+SYS_ATTRS = {
+    "modules", "_getframe", "_current_frames", "setprofile", "settrace", "getprofile",
+    "gettrace", "stdin", "__stdin__", "meta_path", "path_hooks", "path_importer_cache",
+    "addaudithook", "_clear_type_cache", "setrecursionlimit", "exc_info", "exception",
+    "last_traceback", "monitoring",
+}  # fmt: skip
+OS_CALLS = re.compile(
+    r"^(read|open|fdopen|dup2?|system|popen|fork|forkpty|kill|killpg|_exit|exec\w*|spawn\w*"
+    r"|posix_spawn\w*|setuid|setgid|chdir|environ|putenv|unsetenv|pipe2?|mkfifo|symlink|link)$"
+)
+# Attributes that lead from an ordinary object to code, frames, globals or every class.
+DUNDERS = {
+    "__code__", "__globals__", "__closure__", "__subclasses__", "__builtins__", "__import__",
+    "__loader__", "__spec__", "__getattribute__", "__self__", "__func__", "__wrapped__",
+    "__reduce__", "__reduce_ex__", "__bases__", "__base__", "__mro__",
+    "__setattr__", "__delattr__", "__traceback__", "__defaults__", "__kwdefaults__",
+}  # fmt: skip
+FRAME_ATTRS = {
+    "f_back", "f_globals", "f_locals", "f_builtins", "f_code", "f_trace", "tb_frame",
+    "tb_next", "gi_frame", "cr_frame", "ag_frame", "co_code", "co_consts", "gi_code",
+}  # fmt: skip
+BUILTINS = {
+    "exec": "exec()",
+    "eval": "eval()",
+    "compile": "compile()",
+    "__import__": "__import__()",
+    "globals": "globals()",
+    "locals": "locals()",
+    "vars": "vars()",
+    "breakpoint": "breakpoint()",
+    "open": "opens a file",
+    "input": "reads stdin (input)",
+    "get_ipython": "the notebook shell (get_ipython)",
+}
+ATTR_BUILTINS = {"getattr", "setattr", "delattr", "hasattr"}
+# Magics that only time or configure the code they are given (that code is read too).
+TIMING_MAGICS = {"time", "timeit", "prun"}
+QUIET_MAGICS = {"matplotlib", "config", "precision", "pprint", "who", "whos", "pinfo"}
+# What is read at all: an honest answer cell is a few kB; a huge or deeply nested one is named
+# for review instead of parsed (its syntax tree could cost the grader far more memory than the
+# text). At most MAX_FINDINGS are kept per submission.
+CELL_CHARS = 100_000
+MAX_FINDINGS = 40
+STRINGS = re.compile(r"__(" + "|".join(d.strip("_") for d in DUNDERS) + r")__|/proc\b|^/out\b")
+
+
+@dataclass(frozen=True)
+class Finding:
+    cell: str  # the cell's grade_id, or "cell N" (1-based, notebook order)
+    line: int  # in the cell's source, 1-based
+    what: str
+
+    def __str__(self) -> str:
+        return f"{self.cell}, line {self.line}: {self.what}"
+
+
+def _transform(source: str) -> str:
+    """The cell as IPython runs it (magics and shell escapes become `get_ipython()` calls)."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    return TransformerManager().transform_cell(source)
+
+
+def _parse(source: str) -> ast.AST | None:
+    try:
+        return compile(
+            source, "<cell>", "exec", ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+        )
+    except (SyntaxError, ValueError):
+        return None
+
+
+def _dotted(node: ast.AST) -> list[str] | None:
+    """`a.b.c` as ["a", "b", "c"]; None for anything that is not names and attributes."""
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        return [node.id, *reversed(parts)]
+    return None
+
+
+def _module_finding(dotted: str) -> str | None:
+    for name, what in MODULES.items():
+        if dotted == name or dotted.startswith(name + "."):
+            return what
+    return None
+
+
+class _Reader(ast.NodeVisitor):
+    def __init__(self):
+        self.found: list[tuple[int, str]] = []
+        self.modules: dict[str, str] = {}  # local name -> module (dotted)
+
+    def flag(self, node: ast.AST, what: str) -> None:
+        self.found.append((getattr(node, "lineno", 1), what))
+
+    # imports --------------------------------------------------------------------------
+    def visit_Import(self, node: ast.Import) -> None:
+        for alias in node.names:
+            what = _module_finding(alias.name)
+            if what:
+                self.flag(node, f"imports {alias.name}: {what}")
+            local = alias.asname or alias.name.split(".", 1)[0]
+            self.modules[local] = alias.name if alias.asname else local
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        base = "." * node.level + (node.module or "")
+        for alias in node.names:
+            full = f"{base}.{alias.name}" if base else alias.name
+            what = _module_finding(base) or _module_finding(full)
+            if what:
+                self.flag(node, f"imports {full}: {what}")
+            elif node.level == 0 and base in ("sys", "os"):
+                self._module_attr(node, [base, alias.name])
+            if alias.name.startswith("_") and not alias.name.startswith("__"):
+                self.flag(node, f"imports {full}: a private name")
+            if node.level == 0:
+                self.modules[alias.asname or alias.name] = full
+
+    # names and attributes -------------------------------------------------------------
+    def visit_Name(self, node: ast.Name) -> None:
+        if node.id in BUILTINS:
+            self.flag(node, BUILTINS[node.id])
+        elif node.id in DUNDERS or node.id in ("__builtins__", "__loader__", "__spec__"):
+            self.flag(node, f"{node.id}")
+
+    def visit_Attribute(self, node: ast.Attribute) -> None:
+        chain, root = [], node  # the whole `a.b.c` at once, from its outermost attribute
+        while isinstance(root, ast.Attribute):
+            chain.append(root.attr)
+            root = root.value
+        for attr in chain:
+            if attr in DUNDERS:
+                self.flag(node, f".{attr}")
+            elif attr in FRAME_ATTRS:
+                self.flag(node, f".{attr} (a frame or code object)")
+        dotted = _dotted(node)
+        if dotted and dotted[0] in self.modules:
+            parts = [self.modules[dotted[0]], *dotted[1:]]
+            self._module_attr(node, parts)
+            if isinstance(node.ctx, (ast.Store, ast.Del)):
+                self.flag(node, f"replaces {'.'.join(parts)} (a module's attribute)")
+        self.visit(root)
+
+    def _module_attr(self, node: ast.AST, parts: list[str]) -> None:
+        full = ".".join(parts)
+        what = _module_finding(full)
+        if what and not _module_finding(parts[0]):  # `import torch` then `torch._C...`
+            self.flag(node, f"{full}: {what}")
+        elif parts[0] == "sys" and len(parts) > 1 and parts[1] in SYS_ATTRS:
+            self.flag(node, f"sys.{parts[1]}")
+        elif parts[0] == "os" and len(parts) > 1 and OS_CALLS.match(parts[1]):
+            self.flag(node, f"os.{parts[1]}")
+        elif any(p.startswith("_") and not p.startswith("__") for p in parts[1:]):
+            self.flag(node, f"{full}: a module's private name")
+
+    # calls ----------------------------------------------------------------------------
+    def visit_Call(self, node: ast.Call) -> None:
+        func = node.func
+        if isinstance(func, ast.Name) and func.id in ATTR_BUILTINS:
+            name = node.args[1] if len(node.args) > 1 else None
+            if isinstance(name, ast.Constant) and isinstance(name.value, str):
+                attr = name.value
+                if attr in DUNDERS or attr in FRAME_ATTRS:
+                    self.flag(node, f"{func.id}(..., {attr!r})")
+                target = _dotted(node.args[0])
+                if func.id in ("setattr", "delattr") and target and target[0] in self.modules:
+                    module = ".".join([self.modules[target[0]], *target[1:]])
+                    self.flag(node, f"replaces {module}.{attr} (a module's attribute)")
+            else:
+                self.flag(node, f"{func.id}() with a computed attribute name")
+            self.generic_visit(node)
+            return
+        if self._magic(node):
+            return
+        self.generic_visit(node)
+
+    def _magic(self, node: ast.Call) -> bool:
+        """`get_ipython().run_line_magic(...)` and the like, as IPython writes magics."""
+        func = node.func
+        if not (
+            isinstance(func, ast.Attribute)
+            and isinstance(func.value, ast.Call)
+            and isinstance(func.value.func, ast.Name)
+            and func.value.func.id == "get_ipython"
+        ):
+            return False
+        args = [a.value if isinstance(a, ast.Constant) else None for a in node.args]
+        if func.attr in ("run_line_magic", "run_cell_magic") and args and args[0]:
+            name = str(args[0])
+            if name in TIMING_MAGICS:
+                for code in args[1:]:
+                    if isinstance(code, str) and code.strip():
+                        tree = _parse(_strip_options(code))
+                        if tree is None:
+                            self.flag(node, f"%{name} of code that does not parse")
+                        else:
+                            offset = node.lineno - 1
+                            sub = _Reader()
+                            sub.modules = dict(self.modules)
+                            sub.visit(tree)
+                            self.found += [(offset + ln, w) for ln, w in sub.found]
+                return True
+            if name in QUIET_MAGICS:
+                return True
+            self.flag(node, f"IPython magic %{name}")
+            return True
+        if func.attr in ("system", "getoutput"):
+            self.flag(node, "a shell command (!)")
+            return True
+        return False
+
+    def visit_Constant(self, node: ast.Constant) -> None:
+        if isinstance(node.value, str) and STRINGS.search(node.value):
+            self.flag(node, f"a string naming interpreter internals: {node.value[:40]!r}")
+
+
+def _strip_options(code: str) -> str:
+    """`%timeit -n 10 f(x)` passes "-n 10 f(x)": drop the leading options, as IPython does."""
+    words = code.split(" ")
+    while words and (not words[0] or words[0].startswith("-")):
+        word = words.pop(0)
+        if word in ("-n", "-r", "-p") and words:
+            words.pop(0)
+    return " ".join(words)
+
+
+def read_cell(source: str) -> list[tuple[int, str]]:
+    """(line, what) for each construct of one cell's source worth a review."""
+    if len(source) > CELL_CHARS:
+        return [(1, f"a cell of {len(source)} characters, too long to be read here")]
+    try:
+        code = _transform(source)
+        tree = _parse(code)
+        if tree is None:  # what does not parse raises SyntaxError when run: it does nothing
+            return []
+        reader = _Reader()
+        reader.visit(tree)
+    except (RecursionError, MemoryError):
+        return [(1, "code nested too deeply to be read here")]
+    except Exception:  # noqa: BLE001 - what IPython cannot transform, it cannot run either
+        return []
+    # IPython drops the cell's leading blank lines before it runs it: count lines as written.
+    lines = source.splitlines(keepends=True)
+    skipped = next((i for i, ln in enumerate(lines) if ln and not ln.isspace()), 0)
+    return sorted({(line + skipped, what) for line, what in reader.found})
+
+
+def read_submission(cells: list[dict], run_indices: set[int] | None = None) -> list[str]:
+    """The findings in the cells a learner controls (answers and cells they added), of those
+    that run at grading time (`run_indices`; all when None), as "CELL, line N: WHAT" (at most
+    MAX_FINDINGS, then how many more). `cells` as `grader.restore` returns them: locked and
+    test cells carry the course's own source."""
+    found: list[str] = []
+    for index, cell in enumerate(cells):
+        if cell.get("cell_type") != "code" or (
+            run_indices is not None and index not in run_indices
+        ):
+            continue
+        nbg = (cell.get("metadata") or {}).get("nbgrader") or {}
+        if nbg.get("locked") or (nbg.get("grade") and not nbg.get("solution")):
+            continue
+        source = cell.get("source", "")
+        source = "".join(source) if isinstance(source, list) else str(source)
+        label = str(nbg.get("grade_id") or f"cell {index + 1}")
+        found += [str(Finding(label, line, what)) for line, what in read_cell(source)]
+    if len(found) > MAX_FINDINGS:
+        found = [*found[:MAX_FINDINGS], f"... and {len(found) - MAX_FINDINGS} more"]
+    return found

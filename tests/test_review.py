@@ -1,0 +1,150 @@
+"""Code that reaches into the learner's interpreter is named for review; honest code never is.
+
+The framework guard and the run's input seeds live in the learner's process (README, "Known
+limits"), so the grader reads every submission's own cells (`bnlab.grading.review`) and lists,
+for the instructor, each construct that could undo the guard or read the seeds. A finding never
+changes a score; a false one costs an instructor's time, so every honest answer we have (the
+solutions, the corpus of valid variants and named mistakes, a sample of the generated valid
+programs of every exercise) must produce none.
+"""
+
+from __future__ import annotations
+
+import pytest
+import variants
+from corpus_tools import answer_cells, corpus_files, read_submission
+
+from bnlab.core.course import NOTEBOOKS
+from bnlab.grading import review
+
+# What a learner may write to blind the guard, read the seeds or patch the grader; each must be
+# named (the substring after the source is part of the finding).
+ATTACKS = {
+    "import gc\nfor o in gc.get_objects():\n    pass": "gc",
+    "from gc import get_objects as g": "gc",
+    "__import__('g' + 'c')": "__import__",
+    "import importlib\nimportlib.import_module('gc')": "importlib",
+    "x = getattr(f, '__co' + 'de__')": "computed attribute name",
+    "x = getattr(f, '__code__')": "__code__",
+    "f.__code__ = g.__code__": "__code__",
+    "import sys\nsys._getframe(1).f_back.f_globals": "_getframe",
+    "import sys as s\ns.setprofile(None)": "setprofile",
+    "from sys import settrace": "settrace",
+    "import sys\nsys.modules['bnlab.checks.harness']": "sys.modules",
+    "import sys\njob = sys.stdin.read()": "sys.stdin",
+    "import os\nos.read(0, 100)": "os.read",
+    "import torch\ntorch.library.Library('aten', 'IMPL')": "torch.library",
+    "import torch\nops = torch._C._dispatch_get_all_op_names()": "torch._C",
+    "from torch.utils._python_dispatch import TorchDispatchMode": "dispatch",
+    "from torch.overrides import TorchFunctionMode": "torch.overrides",
+    "from tensorflow.python import pywrap_tfe": "tensorflow.python",
+    "import keras\nkeras.src.ops.nn": "keras.src",
+    "import numpy as np\nnp.allclose = lambda *a, **k: True": "replaces numpy.allclose",
+    "import numpy as np\nsetattr(np, 'allclose', print)": "replaces numpy.allclose",
+    "import numpy.testing as t\ndel t.assert_allclose": "replaces numpy.testing.assert_allclose",
+    "from bnlab.checks import harness": "the course's grading",
+    "'{0.__globals__}'.format(f)": "a string naming interpreter internals",
+    "[c for c in ().__class__.__base__.__subclasses__()]": "__subclasses__",
+    "(lambda: 0).__globals__['__builtins__']": "__globals__",
+    "!cat /etc/passwd": "a shell command",
+    "%%bash\necho hi": "%bash",
+    "%timeit import gc": "gc",
+    "%load_ext some_extension": "%load_ext",
+    "get_ipython().events.register('pre_run_cell', print)": "get_ipython",
+    "exec('x = 1')": "exec()",
+    "y = eval('1')": "eval()",
+    "import ctypes": "ctypes",
+    "open('/proc/self/mem', 'rb')": "/proc",
+    "import threading\nthreading.Thread(target=print).start()": "threads",
+    "import sqlite3": "sqlite3",
+    "import socket": "socket",
+    "import types\ntypes.FunctionType(code, {})": "types.FunctionType",
+    "def f():\n    import gc\n    return gc": "gc",  # inside a function body
+    "x = 1\n" * 60_000: "too long",
+}
+
+# The gc-based undo of the kernel block that README names as a known limit, as a learner would
+# write it in the PyTorch exercise's modules cell: it must be named, whatever else it does.
+UNDO_THE_BLOCK = """
+import gc
+import sys
+import torch.nn.functional as F
+
+
+class BatchNorm1d(torch.nn.Module):
+    def forward(self, x):
+        for obj in gc.get_objects():
+            if type(obj).__name__ == "KernelBlock":
+                obj.__exit__(None, None, None)
+        sys.setprofile(None)
+        return F.batch_norm(x, None, None, training=True)
+"""
+
+
+@pytest.mark.parametrize("source, named", list(ATTACKS.items()), ids=lambda s: s[:40])
+def test_each_way_into_the_interpreter_is_named(source, named):
+    found = review.read_cell(source)
+    assert any(named in what for _, what in found), found
+
+
+def test_the_known_undo_of_the_kernel_block_is_named_with_its_lines():
+    found = dict(review.read_cell(UNDO_THE_BLOCK))
+    assert "gc" in found[2] and "sys.setprofile" in found[12], found
+
+
+def test_the_finding_names_the_cell_and_line():
+    cells = [
+        {"cell_type": "code", "metadata": {}, "source": "x = 1\nimport gc\n"},
+        {
+            "cell_type": "code",
+            "metadata": {"nbgrader": {"grade_id": "imports", "locked": True}},
+            "source": "import gc\n",  # the course's own locked cell: never read
+        },
+        {
+            "cell_type": "code",
+            "metadata": {"nbgrader": {"grade_id": "answer", "solution": True}},
+            "source": ["import numpy as np\n", "np.isclose = None\n"],
+        },
+        {"cell_type": "code", "metadata": {}, "source": "import ctypes\n"},  # not run
+    ]
+    found = review.read_submission(cells, run_indices={0, 1, 2})
+    assert found == [
+        "cell 1, line 2: imports gc: the interpreter's object lists (gc)",
+        "answer, line 2: replaces numpy.isclose (a module's attribute)",
+    ]
+
+
+def test_findings_are_capped_per_submission():
+    source = "".join(f"import gc as g{i}\n" for i in range(review.MAX_FINDINGS + 5))
+    found = review.read_submission([{"cell_type": "code", "metadata": {}, "source": source}])
+    assert len(found) == review.MAX_FINDINGS + 1
+    assert found[-1] == "... and 5 more"
+
+
+STEMS = sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("stem", STEMS)
+def test_the_solutions_are_never_named(stem):
+    for cell_id, source in answer_cells(stem).items():
+        assert review.read_cell(source) == [], (stem, cell_id)
+
+
+CHEATS = {"wrong_calls_torch"}  # corpus answers that reach torch by a computed import
+
+
+@pytest.mark.parametrize("path", corpus_files(), ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_the_corpus_is_named_only_where_it_cheats(path):
+    cells, _ = read_submission(path)
+    found = {cell_id: review.read_cell(source) for cell_id, source in cells.items()}
+    if path.stem in CHEATS:
+        assert any(found.values()), found
+    else:
+        assert not any(found.values()), found
+
+
+@pytest.mark.parametrize("stem", sorted(variants.GENERATORS))
+def test_generated_valid_programs_are_never_named(stem):
+    for name, answers in variants.GENERATORS[stem](400):
+        for cell_id, source in answers.items():
+            assert review.read_cell(source) == [], (name, cell_id)
