@@ -60,6 +60,14 @@ ATTACKS = {
     "import socket": "socket",
     "import types\ntypes.FunctionType(code, {})": "types.FunctionType",
     "def f():\n    import gc\n    return gc": "gc",  # inside a function body
+    "import numpy as np\nnp.lib.stride_tricks.as_strided(a, (9,), (8,))": "as_strided",
+    "from numpy.ctypeslib import as_array": "numpy.ctypeslib",
+    "a = {'__array_interface__': {}}": "a string naming interpreter internals",
+    "'{0.f_back}'.format(frame)": "a string naming interpreter internals",
+    "from operator import attrgetter": "operator.attrgetter",
+    "import traceback\nframes = traceback.walk_stack(None)": "traceback.walk_stack",
+    "from functools import reduce\nreduce(getattr, names, obj)": "getattr passed as a value",
+    "try:\n    1 / 0\nexcept Exception as e:\n    e.__traceback__.tb_frame": "tb_frame",
     "x = 1\n" * 60_000: "too long",
 }
 

@@ -54,6 +54,12 @@ MODULES = {
     "socket": "sockets (socket)",
     "resource": "resource limits (resource)",
     "weakref": "references to live objects (weakref)",
+    "numpy.ctypeslib": "raw memory (numpy.ctypeslib)",
+    "numpy.lib.stride_tricks.as_strided": "raw memory views (as_strided)",
+    "operator.attrgetter": "attributes by computed name (operator.attrgetter)",
+    "operator.methodcaller": "methods by computed name (operator.methodcaller)",
+    "traceback.walk_stack": "stack frames (traceback.walk_stack)",
+    "traceback.walk_tb": "stack frames (traceback.walk_tb)",
     "sqlite3": "databases (sqlite3)",
     "pickle": "object deserialisation (pickle)",
     "urllib": "network access (urllib)",
@@ -85,6 +91,7 @@ DUNDERS = {
     "__loader__", "__spec__", "__getattribute__", "__self__", "__func__", "__wrapped__",
     "__reduce__", "__reduce_ex__", "__bases__", "__base__", "__mro__",
     "__setattr__", "__delattr__", "__traceback__", "__defaults__", "__kwdefaults__",
+    "__array_interface__", "__array_struct__",
 }  # fmt: skip
 FRAME_ATTRS = {
     "f_back", "f_globals", "f_locals", "f_builtins", "f_code", "f_trace", "tb_frame",
@@ -112,7 +119,13 @@ QUIET_MAGICS = {"matplotlib", "config", "precision", "pprint", "who", "whos", "p
 # text). At most MAX_FINDINGS are kept per submission.
 CELL_CHARS = 100_000
 MAX_FINDINGS = 40
-STRINGS = re.compile(r"__(" + "|".join(d.strip("_") for d in DUNDERS) + r")__|/proc\b|^/out\b")
+STRINGS = re.compile(
+    r"__("
+    + "|".join(d.strip("_") for d in DUNDERS)
+    + r")__|\b("
+    + "|".join(FRAME_ATTRS)
+    + r")\b|/proc\b|^/out\b"
+)
 
 
 @dataclass(frozen=True)
@@ -194,6 +207,8 @@ class _Reader(ast.NodeVisitor):
     def visit_Name(self, node: ast.Name) -> None:
         if node.id in BUILTINS:
             self.flag(node, BUILTINS[node.id])
+        elif node.id in ATTR_BUILTINS:  # not called here: passed on (e.g. to reduce)
+            self.flag(node, f"{node.id} passed as a value")
         elif node.id in DUNDERS or node.id in ("__builtins__", "__loader__", "__spec__"):
             self.flag(node, f"{node.id}")
 
@@ -242,7 +257,8 @@ class _Reader(ast.NodeVisitor):
                     self.flag(node, f"replaces {module}.{attr} (a module's attribute)")
             else:
                 self.flag(node, f"{func.id}() with a computed attribute name")
-            self.generic_visit(node)
+            for part in [*node.args, *node.keywords]:
+                self.visit(part)
             return
         if self._magic(node):
             return
