@@ -31,7 +31,6 @@ import os
 import pickle
 import tempfile
 import threading
-from importlib import metadata
 from pathlib import Path
 
 from bnlab.core.versions import grader_version
@@ -50,6 +49,8 @@ class ReferenceUnavailable(ImportError):
 
 @functools.cache
 def _salt() -> bytes:
+    from importlib import metadata  # here: a learner's import of bnlab need not pay for it
+
     versions = []
     for dist in ("torch", "keras", "tensorflow", "numpy"):
         try:

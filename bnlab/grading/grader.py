@@ -223,7 +223,7 @@ def build_job(cells: list[dict], run_seed: int | None = None) -> dict:
             for k, item in enumerate(items):
                 item["key"] = f"{index}-{k}"
                 item["seed"] = run_input_seed(run_seed, item["check"], item["seed"])
-                numpy_only &= CHECKS[item["check"]].module.__name__ in NUMPY_MODULES
+                numpy_only &= f"bnlab.checks.{CHECKS[item['check']].module_name}" in NUMPY_MODULES
             job_cells.append({"index": index, "kind": "test", "probes": items})
         else:
             job_cells.append({"index": index, "kind": "code", "source": cell_source(cell)})

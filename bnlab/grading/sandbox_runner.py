@@ -221,7 +221,12 @@ def main(job_source: str, out_dir: str) -> int:
     progress = open(out / "progress.jsonl", "a", buffering=1)  # noqa: SIM115
     _event(progress, event="started")
 
+    from bnlab import checks
     from bnlab.checks.harness import FRAMEWORKS, Probe
+
+    for cell in job["cells"]:  # this job's check modules, loaded before any learner code runs
+        for item in cell.get("probes", []):
+            checks.CHECKS[item["check"]].module  # noqa: B018 - the import is the point
 
     imports = _FrameworkImports(FRAMEWORKS)
     if job.get("numpy_exercise"):
@@ -231,8 +236,6 @@ def main(job_source: str, out_dir: str) -> int:
 
     shell = InteractiveShell.instance(colors="NoColor")
     shell.showtraceback = _plain_traceback(shell)
-    from bnlab import checks
-
     real_stdout, real_stderr = sys.stdout, sys.stderr
     for cell in job["cells"]:
         _event(progress, cell=cell["index"], event="start", kind=cell["kind"])
