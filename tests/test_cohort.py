@@ -71,6 +71,7 @@ WATCHED = (
     "import atexit, sys\n"
     "atexit.register(lambda: print('frameworks imported:', "
     "[m for m in ('torch', 'tensorflow', 'keras') if m in sys.modules]))\n"
+    "atexit.register(lambda: print('IRI grammar built:', 'rfc3987_syntax' in sys.modules))\n"
     "from bnlab.cli import main\n"
     "sys.exit(main(sys.argv[1:]))\n"
 )
@@ -78,7 +79,7 @@ WATCHED = (
 
 def grade_watched(root: Path, *args: str) -> subprocess.CompletedProcess:
     """Grade through `bn-course grade` and check that the coordinating process imported no
-    framework: every judge waited for the run's primer, which computed the references and the
+    framework (and no grammar it does not need): every judge waited for the run's primer, which computed the references and the
     named mistakes' diagnoses (a judge that came first, or met a mistake the primer had not
     prepared, would have imported torch here, on the run's critical path)."""
     proc = subprocess.run(
@@ -90,6 +91,8 @@ def grade_watched(root: Path, *args: str) -> subprocess.CompletedProcess:
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "frameworks imported: []" in proc.stdout, proc.stdout
+    # nor did it build jsonschema's IRI grammar when it imported nbgrader (ledger._gradebook_class)
+    assert "IRI grammar built: False" in proc.stdout, proc.stdout
     return proc
 
 

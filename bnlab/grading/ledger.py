@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sys
 
 from sqlalchemy import Column, DateTime, Float, MetaData, String, Table, Text, delete, select
 
@@ -33,11 +34,32 @@ LEDGER = Table(
 )
 
 
+def _gradebook_class():
+    """nbgrader's Gradebook, imported without compiling rfc3987_syntax's IRI grammar.
+
+    nbgrader imports nbformat, which imports jsonschema, which imports rfc3987_syntax (when it
+    is installed) to check the "iri" string format; that module builds a Lark parser when it is
+    imported, 0.9 s of the 1.7 s that importing nbgrader costs the grading run before its first
+    sandbox can start. Nothing in this process checks that format: nbformat's schemas do not use
+    it and nbformat validates without a format checker. So, when jsonschema is not loaded yet,
+    the module is marked absent for that import (jsonschema then leaves the format unchecked,
+    as it does where the package is not installed) and unmarked after, so that any later import
+    elsewhere loads it as usual. nbgrader's own commands, in their own processes, are unaffected.
+    """
+    mark = "rfc3987_syntax" not in sys.modules and "jsonschema" not in sys.modules
+    if mark:
+        sys.modules["rfc3987_syntax"] = None  # an import of it raises ImportError
+    try:
+        from nbgrader.api import Gradebook
+    finally:
+        if mark and "rfc3987_syntax" in sys.modules and sys.modules["rfc3987_syntax"] is None:
+            del sys.modules["rfc3987_syntax"]
+    return Gradebook
+
+
 def open_gradebook(url: str):
     """nbgrader's Gradebook on `url`, with the ledger table created when missing."""
-    from nbgrader.api import Gradebook
-
-    gb = Gradebook(url)
+    gb = _gradebook_class()(url)
     _meta.create_all(gb.db.get_bind())
     return gb
 
