@@ -7,6 +7,7 @@ and an untouched notebook; the grades of a one-worker run are the reference for 
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -79,9 +80,10 @@ WATCHED = (
 
 def grade_watched(root: Path, *args: str) -> subprocess.CompletedProcess:
     """Grade through `bn-course grade` and check that the coordinating process imported no
-    framework (and no grammar it does not need): every judge waited for the run's primer, which computed the references and the
-    named mistakes' diagnoses (a judge that came first, or met a mistake the primer had not
-    prepared, would have imported torch here, on the run's critical path)."""
+    framework (and built no grammar it does not need): every judge waited for the run's
+    primer, which computed the references and the named mistakes' diagnoses (a judge that
+    came first, or met a mistake the primer had not prepared, would have imported torch
+    here, on the run's critical path)."""
     proc = subprocess.run(
         [sys.executable, "-c", WATCHED, "grade", STEM, "--no-progress", *args],
         cwd=REPO,
@@ -220,6 +222,10 @@ def test_report_and_feedback(reference):
     lines = (root / "reports" / f"{STEM}-grades.csv").read_text().splitlines()
     assert lines[0] == "student,assignment,score,max_score,status,review"
     assert len(lines) == len(students) + 1
+    # whole notebooks, the course's locked cells included: only the cheat is listed for review
+    path = root / "reports" / f"{STEM}-grades.csv"
+    review = {r["student"]: r["review"] for r in csv.DictReader(path.open(encoding="utf-8"))}
+    assert {s for s, found in review.items() if found} == {"wrong_calls_torch"}, review
 
 
 def test_a_rerun_regenerates_feedback_only_for_whom_it_graded(reference, tmp_path):

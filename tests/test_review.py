@@ -122,6 +122,17 @@ def test_the_finding_names_the_cell_and_line():
     ]
 
 
+def test_a_module_imported_by_the_course_and_patched_in_an_answer_is_named():
+    locked = {"nbgrader": {"grade_id": "imports", "locked": True}}
+    cells = [
+        {"cell_type": "code", "metadata": locked, "source": "import numpy as np\n"},
+        {"cell_type": "code", "metadata": {}, "source": "np.allclose = lambda *a: True\n"},
+    ]
+    assert review.read_submission(cells) == [
+        "cell 2, line 1: replaces numpy.allclose (a module's attribute)"
+    ]
+
+
 def test_findings_are_capped_per_submission():
     source = "".join(f"import gc as g{i}\n" for i in range(review.MAX_FINDINGS + 5))
     found = review.read_submission([{"cell_type": "code", "metadata": {}, "source": source}])

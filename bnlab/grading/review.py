@@ -314,8 +314,10 @@ def _strip_options(code: str) -> str:
     return " ".join(words)
 
 
-def read_cell(source: str) -> list[tuple[int, str]]:
-    """(line, what) for each construct of one cell's source worth a review."""
+def read_cell(source: str, modules: dict[str, str] | None = None) -> list[tuple[int, str]]:
+    """(line, what) for each construct of one cell's source worth a review. `modules`: the
+    names earlier cells bound to modules (`np` -> `numpy`), updated with this cell's imports."""
+    modules = {} if modules is None else modules
     if len(source) > CELL_CHARS:
         return [(1, f"a cell of {len(source)} characters, too long to be read here")]
     try:
@@ -324,6 +326,7 @@ def read_cell(source: str) -> list[tuple[int, str]]:
         if tree is None:  # what does not parse raises SyntaxError when run: it does nothing
             return []
         reader = _Reader()
+        reader.modules = modules
         reader.visit(tree)
     except (RecursionError, MemoryError):
         return [(1, "code nested too deeply to be read here")]
@@ -339,20 +342,23 @@ def read_submission(cells: list[dict], run_indices: set[int] | None = None) -> l
     """The findings in the cells a learner controls (answers and cells they added), of those
     that run at grading time (`run_indices`; all when None), as "CELL, line N: WHAT" (at most
     MAX_FINDINGS, then how many more). `cells` as `grader.restore` returns them: locked and
-    test cells carry the course's own source."""
+    test cells carry the course's own source; they are read only for the modules they import
+    (`import numpy as np` there makes `np.allclose = ...` in an answer a patched module)."""
     found: list[str] = []
+    modules: dict[str, str] = {}
     for index, cell in enumerate(cells):
         if cell.get("cell_type") != "code" or (
             run_indices is not None and index not in run_indices
         ):
             continue
         nbg = (cell.get("metadata") or {}).get("nbgrader") or {}
-        if nbg.get("locked") or (nbg.get("grade") and not nbg.get("solution")):
-            continue
         source = cell.get("source", "")
         source = "".join(source) if isinstance(source, list) else str(source)
+        findings = read_cell(source, modules)
+        if nbg.get("locked") or (nbg.get("grade") and not nbg.get("solution")):
+            continue  # the course's own cell
         label = str(nbg.get("grade_id") or f"cell {index + 1}")
-        found += [str(Finding(label, line, what)) for line, what in read_cell(source)]
+        found += [str(Finding(label, line, what)) for line, what in findings]
     if len(found) > MAX_FINDINGS:
         found = [*found[:MAX_FINDINGS], f"... and {len(found) - MAX_FINDINGS} more"]
     return found
