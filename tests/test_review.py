@@ -38,7 +38,6 @@ ATTACKS = {
     "from torch.utils._python_dispatch import TorchDispatchMode": "dispatch",
     "from torch.overrides import TorchFunctionMode": "torch.overrides",
     "from tensorflow.python import pywrap_tfe": "tensorflow.python",
-    "import keras\nkeras.src.ops.nn": "keras.src",
     "import numpy as np\nnp.allclose = lambda *a, **k: True": "replaces numpy.allclose",
     "import numpy as np\nsetattr(np, 'allclose', print)": "replaces numpy.allclose",
     "import numpy.testing as t\ndel t.assert_allclose": "replaces numpy.testing.assert_allclose",
@@ -68,6 +67,38 @@ ATTACKS = {
     "import traceback\nframes = traceback.walk_stack(None)": "traceback.walk_stack",
     "from functools import reduce\nreduce(getattr, names, obj)": "getattr passed as a value",
     "try:\n    1 / 0\nexcept Exception as e:\n    e.__traceback__.tb_frame": "tb_frame",
+    # found by a sceptical read of the first version; each returned nothing then
+    "from __future__ import barry_as_FLUFL": "__future__",
+    "import gc\nprint(1 <> 2)": "cannot parse",  # valid after the import above
+    "%config A.b = __import__('gc').get_objects()": "__import__",
+    "code = 'import g' + 'c'\nget_ipython().run_line_magic('time', code)": "computed argument",
+    "import os\nos.sys.modules['gc']": "sys.modules",
+    "from os import sys\nsys.modules['gc']": "sys.modules",
+    "from sys import *": "imports * from sys",
+    "import sys\ns = sys": "sys module passed on",
+    "import sys\nf = lambda s=sys: s": "sys module passed on",
+    "import sys\n[m for m in [sys]]": "sys module passed on",
+    "import os.path as p\np.os.sys.modules": "sys.modules",
+    "import sys\ngetattr(sys, 'modules')": "sys.modules",
+    "import sys\ngetattr(sys, 'setprofile')(None)": "sys.setprofile",
+    "import torch\ngetattr(torch, 'library')": "torch.library",
+    "import sys\nsys.__dict__['modules']": "namespace",
+    "type.__dict__['__sub' + 'classes__'](object)": "every class",
+    "import numpy as np\nnp.__dict__['allclose'] = print": "namespace",
+    "match f:\n    case object(__globals__=g):\n        pass": "match pattern",
+    "import pkgutil\npkgutil.resolve_name('sys:modules')": "pkgutil",
+    "from unittest import mock\nmock.patch('numpy.allclose', print).start()": "unittest.mock",
+    "import timeit\ntimeit.timeit('import gc')": "timeit",
+    "import runpy": "runpy",
+    "g = (x for x in [0])\nframe = getattr(g, 'gi_' + 'frame')": "computed attribute name",
+    "import numpy as np\nt = np.testing\nt.assert_allclose = print": "replaces numpy.testing",
+    "import io\nio.open(0).read()": "io.open",
+    "import pathlib\npathlib.Path('/dev/stdin').read_text()": "/dev/stdin",
+    "import logging\nlogging.currentframe()": "logging.currentframe",
+    "import torch.multiprocessing as mp": "torch.multiprocessing",
+    "class T(torch.Tensor):\n    def __torch_dispatch__(cls, f, t, a, k):\n        pass": (
+        "__torch_dispatch__"
+    ),
     "x = 1\n" * 60_000: "too long",
 }
 
@@ -87,6 +118,37 @@ class BatchNorm1d(torch.nn.Module):
         sys.setprofile(None)
         return F.batch_norm(x, None, None, training=True)
 """
+
+
+# Honest code that an earlier version named (false findings, found by the same read).
+HONEST = (
+    "def forward(self, input):\n    return input.mean(0)",
+    "def call(self, input, open=None):\n    return input",
+    "for i in range(3):\n    setattr(self, f'bn{i}', BatchNorm1d(4))",
+    "layer = getattr(self, 'layer_' + str(i))",
+    "import torch\ntorch.backends.cudnn.deterministic = True",
+    "import os\nos.environ['KERAS_BACKEND'] = 'torch'",
+    "%prun -s cumulative f(x)",
+    'def f():\n    """Call the parent\'s __init__ via the __mro__."""',
+    "class A(nn.Module):\n    def __setattr__(self, k, v):\n        super().__setattr__(k, v)",
+    "import sys\ntype_, err, tb = sys.exc_info()",
+    "%config InlineBackend.figure_format = 'retina'",
+    "np.mean??",
+)
+
+
+@pytest.mark.parametrize("source", HONEST, ids=lambda s: s[:40])
+def test_honest_idioms_are_not_named(source):
+    assert review.read_cell(source) == []
+
+
+def test_the_reader_never_raises():
+    for source in (None, 5, "\x00", "\ufeffx = 1", "'\ud800'", "x" + ".y" * 30_000):
+        assert isinstance(review.read_cell(source), list)
+    odd = [{"cell_type": "code", "metadata": {"nbgrader": "x"}, "source": "import gc"}]
+    assert review.read_submission(odd) == [
+        "cell 1, line 1: imports gc: the interpreter's object lists (gc)"
+    ]
 
 
 @pytest.mark.parametrize("source, named", list(ATTACKS.items()), ids=lambda s: s[:40])

@@ -10,10 +10,12 @@ source, not anything they printed) and names each construct of that kind, with i
 `bn-course grade` lists them in the report and the CSV for review. Findings never change a score:
 they are a reading list, not a verdict.
 
-It is a static reading, so it names what the code says, not what it computes: reaching an
-attribute through a name built at run time needs `getattr` with a computed name, `eval`, `exec`,
-`compile`, `__import__`, `importlib`, a format string with a dunder, or `vars`/`globals`, each of
-which is named itself.
+It is a static reading, so it names what the code says, not what it computes. The usual ways
+of building a name at run time (`getattr` with a computed name, `eval`, `exec`, `compile`,
+`__import__`, `importlib`, `pkgutil.resolve_name`, a format string with a dunder, `vars`,
+`globals`, a module's `__dict__`) are named themselves, and a cell this reader cannot parse is
+named as such (a `__future__` import can make the kernel accept what the plain parser
+refuses); but a list of constructs is never complete.
 """
 
 from __future__ import annotations
@@ -72,25 +74,33 @@ MODULES = {
     "torch.utils._python_dispatch": "PyTorch's dispatch interception",
     "torch._C": "PyTorch's C internals (torch._C)",
     "tensorflow.python": "TensorFlow's internals (tensorflow.python)",
-    "keras.src": "Keras's internals (keras.src)",
+    "torch.multiprocessing": "other processes (torch.multiprocessing)",
+    "pkgutil": "names resolved from strings (pkgutil)",
+    "runpy": "code run from files or names (runpy)",
+    "timeit": "code run from strings (timeit)",
+    "unittest.mock": "patches by dotted name (unittest.mock)",
+    "asyncio": "threads and event loops (asyncio)",
+    "io.open": "opens files or descriptors (io.open)",
+    "io.FileIO": "opens files or descriptors (io.FileIO)",
+    "logging.currentframe": "stack frames (logging.currentframe)",
 }
 # Attributes of `sys` and `os` that reach the process itself rather than compute anything.
 SYS_ATTRS = {
     "modules", "_getframe", "_current_frames", "setprofile", "settrace", "getprofile",
     "gettrace", "stdin", "__stdin__", "meta_path", "path_hooks", "path_importer_cache",
-    "addaudithook", "_clear_type_cache", "setrecursionlimit", "exc_info", "exception",
-    "last_traceback", "monitoring",
+    "addaudithook", "_clear_type_cache", "last_traceback", "monitoring",
 }  # fmt: skip
 OS_CALLS = re.compile(
     r"^(read|open|fdopen|dup2?|system|popen|fork|forkpty|kill|killpg|_exit|exec\w*|spawn\w*"
-    r"|posix_spawn\w*|setuid|setgid|chdir|environ|putenv|unsetenv|pipe2?|mkfifo|symlink|link)$"
+    r"|posix_spawn\w*|setuid|setgid|chdir|pipe2?|mkfifo|symlink|link)$"
 )
 # Attributes that lead from an ordinary object to code, frames, globals or every class.
 DUNDERS = {
     "__code__", "__globals__", "__closure__", "__subclasses__", "__builtins__", "__import__",
     "__loader__", "__spec__", "__getattribute__", "__self__", "__func__", "__wrapped__",
     "__reduce__", "__reduce_ex__", "__bases__", "__base__", "__mro__",
-    "__setattr__", "__delattr__", "__traceback__", "__defaults__", "__kwdefaults__",
+    "__traceback__", "__defaults__", "__kwdefaults__", "__torch_dispatch__",
+    "__torch_function__",
     "__array_interface__", "__array_struct__",
 }  # fmt: skip
 FRAME_ATTRS = {
@@ -106,14 +116,18 @@ BUILTINS = {
     "locals": "locals()",
     "vars": "vars()",
     "breakpoint": "breakpoint()",
-    "open": "opens a file",
-    "input": "reads stdin (input)",
     "get_ipython": "the notebook shell (get_ipython)",
 }
+# Builtins named only where they are called (a parameter called `input` is no finding).
+CALLED_BUILTINS = {"open": "opens a file", "input": "reads stdin (input)"}
+# Modules whose attributes a learner may set honestly (settings, not code).
+SETTINGS = ("torch.backends.", "pandas.options.", "numpy.random.seed")
 ATTR_BUILTINS = {"getattr", "setattr", "delattr", "hasattr"}
 # Magics that only time or configure the code they are given (that code is read too).
 TIMING_MAGICS = {"time", "timeit", "prun"}
-QUIET_MAGICS = {"matplotlib", "config", "precision", "pprint", "who", "whos", "pinfo"}
+QUIET_MAGICS = {"matplotlib", "precision", "pprint", "who", "whos", "pinfo", "pinfo2"}
+# Options of those magics that take a value (`%prun -s cumulative f(x)`).
+VALUE_OPTIONS = {"-n", "-r", "-p", "-s", "-T", "-D", "-l", "-c"}
 # What is read at all: an honest answer cell is a few kB; a huge or deeply nested one is named
 # for review instead of parsed (its syntax tree could cost the grader far more memory than the
 # text). At most MAX_FINDINGS are kept per submission.
@@ -124,7 +138,7 @@ STRINGS = re.compile(
     + "|".join(d.strip("_") for d in DUNDERS)
     + r")__|\b("
     + "|".join(FRAME_ATTRS)
-    + r")\b|/proc\b|^/out\b"
+    + r")\b|/proc\b|^/out\b|/dev/(stdin|fd|mem|kmem)\b"
 )
 
 
@@ -172,6 +186,30 @@ def _module_finding(dotted: str) -> str | None:
     return None
 
 
+def _canonical(parts: list[str]) -> list[str]:
+    """A dotted path with the module re-exports that lead to `sys` and `os` folded: `os.sys.x`
+    is `sys.x`, `os.path.os.x` is `os.x`."""
+    for i in range(len(parts) - 1, 0, -1):
+        if parts[i] in ("sys", "os"):
+            return parts[i:]
+    return parts
+
+
+def _safe_name(node: ast.AST) -> bool:
+    """A computed attribute name that cannot be a dunder, private or frame one: an f-string
+    or a concatenation that starts with letters no frame attribute starts with (`f"bn{i}"`,
+    `"layer_" + str(i)`; not `"f_" + "back"`)."""
+    first = node
+    while isinstance(first, ast.BinOp) and isinstance(first.op, ast.Add):
+        first = first.left
+    if isinstance(first, ast.JoinedStr) and first.values:
+        first = first.values[0]
+    if first is node or not isinstance(first, ast.Constant) or not isinstance(first.value, str):
+        return False
+    prefix = first.value
+    return prefix[:1].isalpha() and not any(a.startswith(prefix) for a in FRAME_ATTRS)
+
+
 class _Reader(ast.NodeVisitor):
     def __init__(self):
         self.found: list[tuple[int, str]] = []
@@ -179,6 +217,13 @@ class _Reader(ast.NodeVisitor):
 
     def flag(self, node: ast.AST, what: str) -> None:
         self.found.append((getattr(node, "lineno", 1), what))
+
+    def _resolve(self, node: ast.AST) -> list[str] | None:
+        """The module path that `node` (names and attributes) refers to, or None."""
+        dotted = _dotted(node)
+        if dotted and dotted[0] in self.modules:
+            return _canonical([*self.modules[dotted[0]].split("."), *dotted[1:]])
+        return None
 
     # imports --------------------------------------------------------------------------
     def visit_Import(self, node: ast.Import) -> None:
@@ -191,19 +236,27 @@ class _Reader(ast.NodeVisitor):
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
         base = "." * node.level + (node.module or "")
+        if base == "__future__":
+            for alias in node.names:
+                if alias.name != "annotations":
+                    self.flag(node, f"from __future__ import {alias.name}: changes the syntax")
+            return
         for alias in node.names:
             full = f"{base}.{alias.name}" if base else alias.name
             what = _module_finding(base) or _module_finding(full)
+            if alias.name == "*" and (what or base in ("sys", "os")):
+                self.flag(node, f"imports * from {base}")
+                continue
             if what:
                 self.flag(node, f"imports {full}: {what}")
-            elif node.level == 0 and base in ("sys", "os"):
-                self._module_attr(node, [base, alias.name])
+            elif node.level == 0:
+                self._module_attr(node, _canonical(full.split(".")))
             if alias.name.startswith("_") and not alias.name.startswith("__"):
                 self.flag(node, f"imports {full}: a private name")
-            if node.level == 0:
-                self.modules[alias.asname or alias.name] = full
+            if node.level == 0 and alias.name != "*":
+                self.modules[alias.asname or alias.name] = ".".join(_canonical(full.split(".")))
 
-    # names and attributes -------------------------------------------------------------
+    # names, attributes, assignments ---------------------------------------------------
     def visit_Name(self, node: ast.Name) -> None:
         if node.id in BUILTINS:
             self.flag(node, BUILTINS[node.id])
@@ -211,6 +264,12 @@ class _Reader(ast.NodeVisitor):
             self.flag(node, f"{node.id} passed as a value")
         elif node.id in DUNDERS or node.id in ("__builtins__", "__loader__", "__spec__"):
             self.flag(node, f"{node.id}")
+        elif (
+            isinstance(node.ctx, ast.Load)
+            and not getattr(node, "_attribute_base", False)
+            and self.modules.get(node.id) in ("sys", "os")
+        ):
+            self.flag(node, f"the {self.modules[node.id]} module passed on as a value")
 
     def visit_Attribute(self, node: ast.Attribute) -> None:
         chain, root = [], node  # the whole `a.b.c` at once, from its outermost attribute
@@ -222,12 +281,18 @@ class _Reader(ast.NodeVisitor):
                 self.flag(node, f".{attr}")
             elif attr in FRAME_ATTRS:
                 self.flag(node, f".{attr} (a frame or code object)")
-        dotted = _dotted(node)
-        if dotted and dotted[0] in self.modules:
-            parts = [self.modules[dotted[0]], *dotted[1:]]
+        parts = self._resolve(node)
+        if parts:
             self._module_attr(node, parts)
-            if isinstance(node.ctx, (ast.Store, ast.Del)):
-                self.flag(node, f"replaces {'.'.join(parts)} (a module's attribute)")
+            if "__dict__" in parts:
+                self.flag(node, f"{'.'.join(parts)}: a module's namespace")
+            full = ".".join(parts)
+            if isinstance(node.ctx, (ast.Store, ast.Del)) and not full.startswith(SETTINGS):
+                self.flag(node, f"replaces {full} (a module's attribute)")
+        elif "__dict__" in chain and isinstance(root, ast.Name) and root.id in ("type", "object"):
+            self.flag(node, f"{root.id}.__dict__: the namespace of every class")
+        if isinstance(root, ast.Name):
+            root._attribute_base = True
         self.visit(root)
 
     def _module_attr(self, node: ast.AST, parts: list[str]) -> None:
@@ -242,20 +307,58 @@ class _Reader(ast.NodeVisitor):
         elif any(p.startswith("_") and not p.startswith("__") for p in parts[1:]):
             self.flag(node, f"{full}: a module's private name")
 
+    def _bind(self, target: ast.AST, value: ast.AST) -> None:
+        """`t = np.testing` (or `(t := sys)`): `t` now names that module."""
+        parts = self._resolve(value) if isinstance(value, (ast.Name, ast.Attribute)) else None
+        if isinstance(target, ast.Name) and parts:
+            self.modules[target.id] = ".".join(parts)
+
+    def visit_Assign(self, node: ast.Assign) -> None:
+        self.generic_visit(node)
+        for target in node.targets:
+            self._bind(target, node.value)
+
+    def visit_NamedExpr(self, node: ast.NamedExpr) -> None:
+        self.generic_visit(node)
+        self._bind(node.target, node.value)
+
+    def visit_MatchClass(self, node: ast.MatchClass) -> None:
+        for attr in node.kwd_attrs:  # `case object(__globals__=g)` reads an attribute
+            if attr in DUNDERS or attr in FRAME_ATTRS:
+                self.flag(node, f"a match pattern reading .{attr}")
+        self.generic_visit(node)
+
+    def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        if node.name in DUNDERS:  # `__torch_dispatch__` sees every torch operation
+            self.flag(node, f"defines {node.name}")
+        self.generic_visit(node)
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+
+    def visit_Expr(self, node: ast.Expr) -> None:
+        if isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+            return  # a docstring or a bare string: inert
+        self.generic_visit(node)
+
     # calls ----------------------------------------------------------------------------
     def visit_Call(self, node: ast.Call) -> None:
         func = node.func
+        if isinstance(func, ast.Name) and func.id in CALLED_BUILTINS:
+            self.flag(node, CALLED_BUILTINS[func.id])
         if isinstance(func, ast.Name) and func.id in ATTR_BUILTINS:
             name = node.args[1] if len(node.args) > 1 else None
+            target = self._resolve(node.args[0]) if node.args else None
             if isinstance(name, ast.Constant) and isinstance(name.value, str):
                 attr = name.value
-                if attr in DUNDERS or attr in FRAME_ATTRS:
+                if attr in DUNDERS or attr in FRAME_ATTRS or attr == "__dict__":
                     self.flag(node, f"{func.id}(..., {attr!r})")
-                target = _dotted(node.args[0])
-                if func.id in ("setattr", "delattr") and target and target[0] in self.modules:
-                    module = ".".join([self.modules[target[0]], *target[1:]])
-                    self.flag(node, f"replaces {module}.{attr} (a module's attribute)")
-            else:
+                if target:  # getattr(sys, "modules") is sys.modules
+                    self._module_attr(node, _canonical([*target, attr]))
+                    if func.id in ("setattr", "delattr"):
+                        self.flag(
+                            node, f"replaces {'.'.join(target)}.{attr} (a module's attribute)"
+                        )
+            elif target or name is None or not _safe_name(name):
                 self.flag(node, f"{func.id}() with a computed attribute name")
             for part in [*node.args, *node.keywords]:
                 self.visit(part)
@@ -272,32 +375,37 @@ class _Reader(ast.NodeVisitor):
             and isinstance(func.value, ast.Call)
             and isinstance(func.value.func, ast.Name)
             and func.value.func.id == "get_ipython"
+            and func.attr in ("run_line_magic", "run_cell_magic", "system", "getoutput")
         ):
             return False
-        args = [a.value if isinstance(a, ast.Constant) else None for a in node.args]
-        if func.attr in ("run_line_magic", "run_cell_magic") and args and args[0]:
-            name = str(args[0])
-            if name in TIMING_MAGICS:
-                for code in args[1:]:
-                    if isinstance(code, str) and code.strip():
-                        tree = _parse(_strip_options(code))
-                        if tree is None:
-                            self.flag(node, f"%{name} of code that does not parse")
-                        else:
-                            offset = node.lineno - 1
-                            sub = _Reader()
-                            sub.modules = dict(self.modules)
-                            sub.visit(tree)
-                            self.found += [(offset + ln, w) for ln, w in sub.found]
-                return True
-            if name in QUIET_MAGICS:
-                return True
-            self.flag(node, f"IPython magic %{name}")
+        if not all(isinstance(a, ast.Constant) for a in node.args) or node.keywords:
+            self.flag(node, "the notebook shell (get_ipython) with a computed argument")
             return True
+        args = [a.value for a in node.args]
         if func.attr in ("system", "getoutput"):
             self.flag(node, "a shell command (!)")
             return True
-        return False
+        name = str(args[0]) if args else ""
+        codes = []
+        if name in TIMING_MAGICS:
+            codes = [_strip_options(str(c)) for c in args[1:]]
+        elif name == "config":  # IPython runs `cfg.` + the line
+            codes = [f"cfg.{args[1]}"] if len(args) > 1 and str(args[1]).strip() else []
+        elif name not in QUIET_MAGICS:
+            self.flag(node, f"IPython magic %{name}")
+            return True
+        for code in codes:
+            if not code.strip():
+                continue
+            tree = _parse(code)
+            if tree is None:
+                self.flag(node, f"%{name} of code that does not parse")
+                continue
+            sub = _Reader()
+            sub.modules = dict(self.modules)
+            sub.visit(tree)
+            self.found += [(node.lineno - 1 + ln, w) for ln, w in sub.found]
+        return True
 
     def visit_Constant(self, node: ast.Constant) -> None:
         if isinstance(node.value, str) and STRINGS.search(node.value):
@@ -309,7 +417,7 @@ def _strip_options(code: str) -> str:
     words = code.split(" ")
     while words and (not words[0] or words[0].startswith("-")):
         word = words.pop(0)
-        if word in ("-n", "-r", "-p") and words:
+        if word in VALUE_OPTIONS and words:
             words.pop(0)
     return " ".join(words)
 
@@ -318,20 +426,22 @@ def read_cell(source: str, modules: dict[str, str] | None = None) -> list[tuple[
     """(line, what) for each construct of one cell's source worth a review. `modules`: the
     names earlier cells bound to modules (`np` -> `numpy`), updated with this cell's imports."""
     modules = {} if modules is None else modules
+    source = source if isinstance(source, str) else str(source)
     if len(source) > CELL_CHARS:
         return [(1, f"a cell of {len(source)} characters, too long to be read here")]
+    unreadable = [(1, "code this reader cannot parse (read it by hand)")]
     try:
         code = _transform(source)
         tree = _parse(code)
-        if tree is None:  # what does not parse raises SyntaxError when run: it does nothing
-            return []
+        if tree is None:  # a syntax error, or syntax that an earlier __future__ import allows
+            return [] if not source.strip() else unreadable
         reader = _Reader()
         reader.modules = modules
         reader.visit(tree)
     except (RecursionError, MemoryError):
         return [(1, "code nested too deeply to be read here")]
-    except Exception:  # noqa: BLE001 - what IPython cannot transform, it cannot run either
-        return []
+    except Exception:  # noqa: BLE001 - never raise: this runs for every submission
+        return unreadable
     # IPython drops the cell's leading blank lines before it runs it: count lines as written.
     lines = source.splitlines(keepends=True)
     skipped = next((i for i, ln in enumerate(lines) if ln and not ln.isspace()), 0)
@@ -351,7 +461,8 @@ def read_submission(cells: list[dict], run_indices: set[int] | None = None) -> l
             run_indices is not None and index not in run_indices
         ):
             continue
-        nbg = (cell.get("metadata") or {}).get("nbgrader") or {}
+        metadata = cell.get("metadata") if isinstance(cell.get("metadata"), dict) else {}
+        nbg = metadata.get("nbgrader") if isinstance(metadata.get("nbgrader"), dict) else {}
         source = cell.get("source", "")
         source = "".join(source) if isinstance(source, list) else str(source)
         findings = read_cell(source, modules)
