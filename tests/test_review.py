@@ -14,7 +14,7 @@ import pytest
 import variants
 from corpus_tools import answer_cells, corpus_files, read_submission
 
-from bnlab.core.course import NOTEBOOKS
+from bnlab.core.course import stems
 from bnlab.grading import review
 
 # What a learner may write to blind the guard, read the seeds or patch the grader; each must be
@@ -202,7 +202,7 @@ def test_findings_are_capped_per_submission():
     assert found[-1] == "... and 5 more"
 
 
-STEMS = sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb"))
+STEMS = stems()
 
 
 @pytest.mark.parametrize("stem", STEMS)

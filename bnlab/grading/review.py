@@ -21,8 +21,8 @@ refuses); but a list of constructs is never complete.
 from __future__ import annotations
 
 import ast
+import functools
 import re
-from dataclasses import dataclass
 
 # Modules whose import (or any part of it) an answer to these exercises never needs.
 MODULES = {
@@ -142,21 +142,16 @@ STRINGS = re.compile(
 )
 
 
-@dataclass(frozen=True)
-class Finding:
-    cell: str  # the cell's grade_id, or "cell N" (1-based, notebook order)
-    line: int  # in the cell's source, 1-based
-    what: str
+@functools.cache
+def _transformer():
+    from IPython.core.inputtransformer2 import TransformerManager
 
-    def __str__(self) -> str:
-        return f"{self.cell}, line {self.line}: {self.what}"
+    return TransformerManager()  # stateless between cells: one per process
 
 
 def _transform(source: str) -> str:
     """The cell as IPython runs it (magics and shell escapes become `get_ipython()` calls)."""
-    from IPython.core.inputtransformer2 import TransformerManager
-
-    return TransformerManager().transform_cell(source)
+    return _transformer().transform_cell(source)
 
 
 def _parse(source: str) -> ast.AST | None:
@@ -469,7 +464,7 @@ def read_submission(cells: list[dict], run_indices: set[int] | None = None) -> l
         if nbg.get("locked") or (nbg.get("grade") and not nbg.get("solution")):
             continue  # the course's own cell
         label = str(nbg.get("grade_id") or f"cell {index + 1}")
-        found += [str(Finding(label, line, what)) for line, what in findings]
+        found += [f"{label}, line {line}: {what}" for line, what in findings]
     if len(found) > MAX_FINDINGS:
         found = [*found[:MAX_FINDINGS], f"... and {len(found) - MAX_FINDINGS} more"]
     return found
