@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -95,6 +96,9 @@ def grade_watched(root: Path, *args: str) -> subprocess.CompletedProcess:
     assert "frameworks imported: []" in proc.stdout, proc.stdout
     # nor did it build jsonschema's IRI grammar when it imported nbgrader (ledger._gradebook_class)
     assert "IRI grammar built: False" in proc.stdout, proc.stdout
+    # and the instructor's terminal carries no library warnings (nbgrader's add_submission gave
+    # three SQLAlchemy warnings per submission, ledger.open_gradebook)
+    assert not re.search(r"\w+Warning: ", proc.stderr), proc.stderr[-3000:]
     return proc
 
 

@@ -458,3 +458,35 @@ def test_the_exchange_can_live_outside_the_course_root(tmp_path, monkeypatch):
     monkeypatch.setenv("BNLAB_EXCHANGE", "/srv/nbgrader/exchange")
     assert load() == "/srv/nbgrader/exchange"
     assert exchange_root(tmp_path / "course") == Path("/srv/nbgrader/exchange")
+
+
+def test_keras_is_imported_without_scikit_learn_which_still_imports_after():
+    """`import_keras()` keeps scikit-learn out of Keras's import (0.7 s, for wrappers the course
+    never uses); a learner's own `import sklearn` afterwards, e.g. for the digits, still works,
+    and a Keras imported before keeps its wrappers."""
+    probe = (
+        "import sys\n"
+        "{before}"
+        "from bnlab.core.frameworks import import_keras\n"
+        "keras = import_keras()\n"
+        "print('sklearn loaded:', 'sklearn' in sys.modules)\n"
+        "fixes = sys.modules['keras.src.wrappers.fixes']\n"
+        "print('wrappers see sklearn:', fixes.sklearn is not None)\n"
+        "from sklearn.datasets import load_digits\n"
+        "print('digits:', load_digits().data.shape)\n"
+    )
+    out = {}
+    for label, before in (("first", ""), ("after keras", "import keras\n")):
+        proc = subprocess.run(
+            [sys.executable, "-c", probe.format(before=before)],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        out[label] = proc.stdout
+    assert "sklearn loaded: False" in out["first"], out["first"]
+    assert "wrappers see sklearn: False" in out["first"], out["first"]
+    assert "wrappers see sklearn: True" in out["after keras"], out["after keras"]
+    for text in out.values():
+        assert "digits: (1797, 64)" in text, text

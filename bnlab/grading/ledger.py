@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import sys
+import warnings
 
 from sqlalchemy import Column, DateTime, Float, MetaData, String, Table, Text, delete, select
 
+from bnlab.core.imports import absent_during
 from bnlab.grading.grader import SubmissionResult
 
 _meta = MetaData()
@@ -41,24 +42,26 @@ def _gradebook_class():
     is installed) to check the "iri" string format; that module builds a Lark parser when it is
     imported, 0.9 s of the 1.7 s that importing nbgrader costs the grading run before its first
     sandbox can start. Nothing in this process checks that format: nbformat's schemas do not use
-    it and nbformat validates without a format checker. So, when jsonschema is not loaded yet,
-    the module is marked absent for that import (jsonschema then leaves the format unchecked,
-    as it does where the package is not installed) and unmarked after, so that any later import
-    elsewhere loads it as usual. nbgrader's own commands, in their own processes, are unaffected.
+    it and nbformat validates without a format checker. So it is kept out of that import
+    (jsonschema then leaves the format unchecked, as it does where the package is not
+    installed); nbgrader's own commands, in their own processes, are unaffected.
     """
-    mark = "rfc3987_syntax" not in sys.modules and "jsonschema" not in sys.modules
-    if mark:
-        sys.modules["rfc3987_syntax"] = None  # an import of it raises ImportError
-    try:
+    with absent_during("rfc3987_syntax"):
         from nbgrader.api import Gradebook
-    finally:
-        if mark and "rfc3987_syntax" in sys.modules and sys.modules["rfc3987_syntax"] is None:
-            del sys.modules["rfc3987_syntax"]
     return Gradebook
 
 
 def open_gradebook(url: str):
     """nbgrader's Gradebook on `url`, with the ledger table created when missing."""
+    # nbgrader's add_submission builds the submission's rows through relationships before it
+    # adds them to the session; under SQLAlchemy 2 each autoflush on the way warns that the
+    # backref append "will not proceed" (three SAWarnings per submission, 120 lines on the
+    # instructor's terminal for a cohort of 40). The rows reach the database through the
+    # cascade all the same (the gradebook tests read every score back), so this one message is
+    # silenced; any other SQLAlchemy warning still shows.
+    warnings.filterwarnings(
+        "ignore", message=r"Object of type <\w+> not in session, add operation along"
+    )
     gb = _gradebook_class()(url)
     _meta.create_all(gb.db.get_bind())
     return gb
