@@ -62,12 +62,13 @@ lint: $(STAMP)
 
 # The suite in two phases: everything on TEST_WORKERS pytest-xdist workers (a test file stays on
 # one worker, so its module fixtures are built once), then the tests that need the machine to
-# themselves (marker `serial`), one at a time.
+# themselves (marker `serial`), one at a time. The slowest tests are listed at the end of each
+# phase, to keep the suite within its 30 minutes on 2 cores as content grows.
 TEST_WORKERS ?= 2
 
 test: $(STAMP) system-deps lint
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not serial"
-	$(BIN)/python -m pytest -m serial
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not serial" --durations=40
+	$(BIN)/python -m pytest -m serial --durations=5
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_book.py
