@@ -39,6 +39,8 @@ ATTACKS = {
     "from torch.overrides import TorchFunctionMode": "torch.overrides",
     "from tensorflow.python import pywrap_tfe": "tensorflow.python",
     "import numpy as np\nnp.allclose = lambda *a, **k: True": "replaces numpy.allclose",
+    # replacing the seeding function makes every later seed a no-op (calling it is honest)
+    "import numpy as np\nnp.random.seed = lambda *a: None": "replaces numpy.random.seed",
     "import numpy as np\nsetattr(np, 'allclose', print)": "replaces numpy.allclose",
     "import numpy.testing as t\ndel t.assert_allclose": "replaces numpy.testing.assert_allclose",
     "from bnlab.checks import harness": "the course's grading",
@@ -134,6 +136,7 @@ HONEST = (
     "import sys\ntype_, err, tb = sys.exc_info()",
     "%config InlineBackend.figure_format = 'retina'",
     "np.mean??",
+    "import numpy as np\nnp.random.seed(0)\nrng = np.random.default_rng(0)",
 )
 
 

@@ -121,7 +121,7 @@ BUILTINS = {
 # Builtins named only where they are called (a parameter called `input` is no finding).
 CALLED_BUILTINS = {"open": "opens a file", "input": "reads stdin (input)"}
 # Modules whose attributes a learner may set honestly (settings, not code).
-SETTINGS = ("torch.backends.", "pandas.options.", "numpy.random.seed")
+SETTINGS = ("torch.backends.", "pandas.options.")
 ATTR_BUILTINS = {"getattr", "setattr", "delattr", "hasattr"}
 # Magics that only time or configure the code they are given (that code is read too).
 TIMING_MAGICS = {"time", "timeit", "prun"}
