@@ -8,8 +8,8 @@
     bn-course submit NOTEBOOK --student S            place a submission in the course root
     bn-course autograde STEM [--student S]           screen submissions, then nbgrader autograde
     bn-course grade STEM                             sandboxed, parallel, resumable grading
-    bn-course feedback STEM [--student S]            nbgrader generate_feedback (no hidden tests)
-    bn-course export [--to FILE]                     nbgrader export + a graded/not-graded status
+    bn-course feedback STEM [--student S] [--db URL] nbgrader generate_feedback (no hidden tests)
+    bn-course export [--to FILE] [--db URL]          nbgrader export + status and review columns
     bn-course references --write | --check           references shipped for the visible checks
 
 nbgrader itself runs in autograder/, whose nbgrader_config.py defines the course root
@@ -107,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         p = sub.add_parser(name, help=f"nbgrader {name} for one assignment")
         p.add_argument("assignment")
         p.add_argument("--student")
+        if name == "feedback":
+            p.add_argument("--db", help="gradebook URL (default: sqlite in the course root)")
     p = sub.add_parser(
         "grade",
         help="grade a cohort: sandboxed, parallel (Dask), resumable; feedback, CSV and report",
@@ -137,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p = sub.add_parser("export", help="export grades to CSV")
     p.add_argument("--to", default="grades.csv")
+    p.add_argument("--db", help="gradebook URL (default: sqlite in the course root)")
     p = sub.add_parser(
         "references",
         help="the framework references of the NumPy notebooks' visible checks, shipped in bnlab "
@@ -180,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         return workflow.autograde(args.assignment, root, args.student)
     elif args.cmd == "feedback":
         extra = ["--student", args.student] if args.student else []
+        if args.db:
+            extra.append(f"--CourseDirectory.db_url={args.db}")
         skip = sorted({st for st, a in intake.load_records(root) if a == args.assignment})
         if skip:
             extra.append(f"--CourseDirectory.student_id_exclude={','.join(skip)}")
@@ -188,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
 
         report.secure_feedback_pages(root, args.assignment)
     elif args.cmd == "export":
-        workflow.export(Path(args.to).resolve(), root)
+        workflow.export(Path(args.to).resolve(), root, args.db)
     elif args.cmd == "references":
         from bnlab.grading import visible_references
 

@@ -68,6 +68,18 @@ def grade(root: Path, *args: str, db: str | None = None):
     )
 
 
+def env_of(root: Path) -> dict:
+    return {"BNLAB_COURSE_ROOT": str(root)}
+
+
+def export(root: Path, *args: str) -> dict[str, dict]:
+    """`bn-course export` of the course at `root`: {student: row}."""
+    to = root / "export.csv"
+    run_course("export", "--to", str(to), *args, env=env_of(root))
+    with open(to, newline="", encoding="utf-8") as f:
+        return {r["student_id"]: r for r in csv.DictReader(f)}
+
+
 # `bn-course grade`, in a process that says at exit which frameworks it imported.
 WATCHED = (
     "import atexit, sys\n"
@@ -202,6 +214,17 @@ def test_postgres_gradebook(reference, tmp_path, pg_url, monkeypatch):  # noqa: 
     with Gradebook(pg_url) as gb:
         assert "PostgreSQL" in gb.db.execute(text("select version()")).scalar()
         assert gb.find_submission(STEM, "solution").score == 11.0
+    # export and feedback read the same server with --db (the course root has no gradebook.db)
+    exported = export(root, "--db", pg_url)
+    assert {s: float(r["score"]) for s, r in exported.items()} == {
+        s: v[2] for s, v in reference[2].items()
+    }
+    assert {s for s, r in exported.items() if r["review"]} == {"wrong_calls_torch"}
+    page = root / "feedback" / "blank" / STEM / f"{STEM}.html"
+    page.unlink()
+    run_course("feedback", STEM, "--student", "blank", "--db", pg_url, env=env_of(root))
+    assert page.is_file()
+    assert not (root / "gradebook.db").exists()
 
 
 def test_lms_zip_downloads(tmp_path):
@@ -230,6 +253,11 @@ def test_report_and_feedback(reference):
     path = root / "reports" / f"{STEM}-grades.csv"
     review = {r["student"]: r["review"] for r in csv.DictReader(path.open(encoding="utf-8"))}
     assert {s for s, found in review.items() if found} == {"wrong_calls_torch"}, review
+    # `bn-course export` (nbgrader export) carries the same review column beside the scores
+    exported = export(root)
+    assert {s: r["review"] for s, r in exported.items()} == review
+    scores = {s: float(r["score"]) for s, r in exported.items()}
+    assert scores == {s: v[2] for s, v in rows.items()}
 
 
 def test_a_rerun_regenerates_feedback_only_for_whom_it_graded(reference, tmp_path):

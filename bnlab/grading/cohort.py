@@ -413,7 +413,7 @@ def write_csv(root: Path, assignment: str, rows: list[dict]) -> Path:
         out.writerow(["student", "assignment", "score", "max_score", "status", "review"])
         for r in rows:
             graded = r["status"] == "graded"
-            findings = json.loads(r["summary"]).get("review") or []
+            findings = ledger.review_of(r)
             out.writerow(
                 [
                     r["student"],

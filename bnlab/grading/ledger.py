@@ -92,6 +92,30 @@ def rows(gb, assignment: str) -> list[dict]:
     return [dict(r._mapping) for r in gb.db.execute(query)]
 
 
+def review_of(row: dict) -> list[str]:
+    """The review list (bnlab.grading.review) stored in a ledger row's summary."""
+    return json.loads(row["summary"]).get("review") or []
+
+
+def reviews(url: str) -> dict[tuple[str, str], list[str]]:
+    """{(student, assignment): review list} of every graded row of the gradebook at `url`; empty
+    when `bn-course grade` never wrote to it (nbgrader's own autograde keeps no ledger). Read
+    with SQLAlchemy alone: nothing is created or written."""
+    from sqlalchemy import create_engine, inspect
+
+    engine = create_engine(url)
+    try:
+        if not inspect(engine).has_table(LEDGER.name):
+            return {}
+        with engine.connect() as conn:
+            return {
+                (r["student"], r["assignment"]): review_of(r)
+                for r in (dict(m._mapping) for m in conn.execute(select(LEDGER)))
+            }
+    finally:
+        engine.dispose()
+
+
 def _timestamp(text: str | None):
     from nbgrader.utils import parse_utc
 

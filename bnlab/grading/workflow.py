@@ -94,11 +94,16 @@ def autograde(stem: str, root: Path, student: str | None = None) -> int:
     return 0
 
 
-def export(to: Path, root: Path) -> Path:
-    """`nbgrader export`, plus a status column: "graded", or "not graded: <reason>" (no score)."""
+def export(to: Path, root: Path, db_url: str | None = None) -> Path:
+    """`nbgrader export`, plus a status column ("graded", or "not graded: <reason>", with no
+    score) and the review column of `bn-course grade` (bnlab.grading.review: the constructs of
+    the submission that reach into the interpreter; empty for a submission it did not grade)."""
     import csv
 
-    nbgrader("export", "--to", str(to), root=root)
+    from bnlab.grading import ledger
+
+    extra = [f"--CourseDirectory.db_url={db_url}"] if db_url else []
+    nbgrader("export", "--to", str(to), *extra, root=root)
     with open(to, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     fields = (
@@ -114,6 +119,7 @@ def export(to: Path, root: Path) -> Path:
         ]
     )
     not_graded = intake.load_records(root)
+    review = ledger.reviews(db_url or f"sqlite:///{root / 'gradebook.db'}")
     seen = set()
     for row in rows:
         key = (row["student_id"], row["assignment"])
@@ -133,8 +139,10 @@ def export(to: Path, root: Path) -> Path:
                     "status": f"not graded: {reason}",
                 }
             )
+    for row in rows:
+        row["review"] = "; ".join(review.get((row["student_id"], row["assignment"]), []))
     with open(to, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=[*fields, "status"])
+        writer = csv.DictWriter(f, fieldnames=[*fields, "status", "review"])
         writer.writeheader()
         writer.writerows(rows)
     return to
