@@ -90,31 +90,43 @@ _parked = 0
 _parked_lock = threading.Lock()
 
 
-def _wait_primed(name: str, out: Path) -> None:
-    """In a Dask task: wait for the run's references outside the worker's thread pool (the
-    worker starts the next submission's sandbox meanwhile), then take a thread back; on the
-    worker's thread instead when the /out held meanwhile would pass PARK_BYTES."""
+@contextlib.contextmanager
+def _parking(out: Path):
+    """Yield whether the submission whose /out is `out` may wait for the references outside
+    its slot: True when its /out fits within PARK_BYTES beside those parked already (it then
+    counts as parked until the block ends)."""
     global _parked
-    from distributed import Event, rejoin, secede
-
-    event = Event(name)
-    if event.is_set():
-        return
     size = sandbox.usage_bytes(out)
     with _parked_lock:
         park = _parked + size <= PARK_BYTES
         if park:
             _parked += size
-    if not park:
-        event.wait(PRIME_WAIT_S)
-        return
-    secede()
     try:
-        event.wait(PRIME_WAIT_S)
+        yield park
     finally:
-        with _parked_lock:
-            _parked -= size
-        rejoin()
+        if park:
+            with _parked_lock:
+                _parked -= size
+
+
+def _wait_primed(name: str, out: Path) -> None:
+    """In a Dask task: wait for the run's references outside the worker's thread pool (the
+    worker starts the next submission's sandbox meanwhile), then take a thread back; on the
+    worker's thread instead when the /out held meanwhile would pass PARK_BYTES."""
+    from distributed import Event, rejoin, secede
+
+    event = Event(name)
+    if event.is_set():
+        return
+    with _parking(out) as park:
+        if not park:
+            event.wait(PRIME_WAIT_S)
+            return
+        secede()
+        try:
+            event.wait(PRIME_WAIT_S)
+        finally:
+            rejoin()
 
 
 PRIMER = [sys.executable, "-m", "bnlab.grading.primer"]  # + ROOT ASSIGNMENT SEED
@@ -133,23 +145,29 @@ class Priming:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
             )
+        self._ended = self.proc is None
+        self._lock = threading.Lock()
 
-    @property
-    def pending(self) -> bool:
-        return self.proc is not None and self.proc.returncode is None
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
     def wait(self) -> None:
-        if self.proc is None or self.proc.returncode is not None:
-            return
-        if self.proc.wait() != 0:
+        """Return once the primer has ended; the first caller says so if it failed (callers
+        from several threads each wait here)."""
+        with self._lock:
+            if self._ended:
+                return
+            code = self.proc.wait()
+            self._ended = True
+        if code != 0:
             print(
                 f"bn-course: warning: computing the references failed (exit code "
-                f"{self.proc.returncode}); each judge computes what it needs instead",
+                f"{code}); each judge computes what it needs instead",
                 file=sys.stderr,
             )
 
     def stop(self) -> None:
-        if self.pending:
+        if self.running():
             self.proc.kill()
             self.proc.wait()
 
@@ -282,11 +300,8 @@ def _run(todo: list[Task], workers, scheduler, progress: bool, priming: Priming)
         if not todo:
             return
         if workers == 1 and scheduler is None:
-            for task in todo:
-                try:
-                    yield grade_task(task, lambda out: priming.wait())
-                except Exception as err:  # noqa: BLE001 - a grader bug must not stop the cohort
-                    yield f"{task.student}: {type(err).__name__}: {err}"
+            for item in _one_at_a_time(todo, priming):
+                yield item
                 bar.update(1)
             return
         from distributed import Client, LocalCluster, as_completed
@@ -306,7 +321,7 @@ def _run(todo: list[Task], workers, scheduler, progress: bool, priming: Priming)
         client = Client(scheduler or cluster)
         try:
             event = None
-            if priming.pending:
+            if priming.running():
                 from distributed import Event
 
                 event = Event(f"bnlab-primed-{secrets.token_hex(8)}", client=client)
@@ -328,6 +343,50 @@ def _run(todo: list[Task], workers, scheduler, progress: bool, priming: Priming)
                 cluster.close()
     finally:
         bar.close()
+
+
+# Threads of the one-worker path: at most this many submissions wait for the references at once.
+ONE_WORKER_THREADS = 32
+
+
+def _one_at_a_time(todo: list[Task], priming: Priming):
+    """`--workers 1`: one submission at a time, in this process, results as they complete.
+
+    A submission whose judge needs the run's references while the primer still computes them
+    gives up its turn (its /out held, within PARK_BYTES) and the next submission's sandbox runs
+    meanwhile, as a Dask worker does (`_wait_primed`); it takes a turn again to be judged."""
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    turn = threading.Semaphore(1)
+
+    def before_judge(out: Path) -> None:
+        if not priming.running():
+            priming.wait()  # says so if it failed
+            return
+        with _parking(out) as park:
+            if not park:
+                priming.wait()
+                return
+            turn.release()
+            try:
+                priming.wait()
+            finally:
+                turn.acquire()
+
+    def one(task: Task):
+        with turn:
+            return grade_task(task, before_judge)
+
+    pool = ThreadPoolExecutor(min(len(todo), ONE_WORKER_THREADS), thread_name_prefix="grade")
+    try:
+        futures = {pool.submit(one, t): t for t in todo}
+        for future in as_completed(futures):
+            try:
+                yield future.result()
+            except Exception as err:  # noqa: BLE001 - a grader bug must not stop the cohort
+                yield f"{futures[future].student}: {type(err).__name__}: {err}"
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # stopped early: no new sandbox starts
 
 
 def reference_cache(root: Path) -> Path:
