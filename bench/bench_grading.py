@@ -303,34 +303,29 @@ def with_scheduler(root: Path, workers: int = 2) -> float:
 SANDBOXED = ("w1", "w2", "dask", "w1p", "w2p")
 
 
+def grade_once(root: Path, workers: int) -> float:
+    """Wall time of `bn-course grade --workers N` on `root` with the bench's input seed."""
+    args = ["--workers", str(workers), "--no-feedback", "--no-progress", "--seed", str(SEED)]
+    return timed([BN, "grade", STEM, *args], root)
+
+
 def grade_runs(base: Path, n: int, reps: int) -> tuple[dict[str, list[float]], list[dict]]:
     """The sandboxed rows, `reps` rounds of all five in turn (each in fresh roots, so each run
     computes its references): {row: [wall per round]}, and each round's roots."""
-    seed = ["--seed", str(SEED)]
     runs: dict[str, list[float]] = {k: [] for k in SANDBOXED}
     rounds = []
     for rep in range(reps):
         roots = {k: base / f"{k}-{rep}" for k in SANDBOXED}
         for root in roots.values():
             make_root(root, n)
-        for k, w in (("w1", "1"), ("w2", "2")):
-            runs[k].append(
-                timed(
-                    [BN, "grade", STEM, "--workers", w, "--no-feedback", "--no-progress", *seed],
-                    roots[k],
-                )
-            )
+        runs["w1"].append(grade_once(roots["w1"], 1))
+        runs["w2"].append(grade_once(roots["w2"], 2))
         runs["dask"].append(with_scheduler(roots["dask"]))
         # The same two with this seed's references already computed (copied from the w1 run):
         # how the grading itself scales, without the primer.
-        for k, w in (("w1p", "1"), ("w2p", "2")):
+        for k, w in (("w1p", 1), ("w2p", 2)):
             shutil.copytree(roots["w1"] / ".cache", roots[k] / ".cache", dirs_exist_ok=True)
-            runs[k].append(
-                timed(
-                    [BN, "grade", STEM, "--workers", w, "--no-feedback", "--no-progress", *seed],
-                    roots[k],
-                )
-            )
+            runs[k].append(grade_once(roots[k], w))
         rounds.append(roots)
     return runs, rounds
 
@@ -373,13 +368,11 @@ def main() -> None:
         runs, rounds = grade_runs(base, args.n, args.reps)
         t.update({k: statistics.median(v) for k, v in runs.items()})
         stock = stock_scores(roots["stock"])
-        first = {k: ledger_scores(rounds[0][k]) for k in SANDBOXED}
-        w1 = first["w1"]
+        graded = [ledger_scores(r[k]) for r in rounds for k in SANDBOXED]
+        w1 = graded[0]  # the first round's 1-worker run
         honest = [s for s, h in kinds.items() if not h]
         same_as_stock = sum(w1[s] == stock.get(s) for s in honest)
-        workers_agree = all(
-            ledger_scores(r[k]) == w1 for r in rounds for k in SANDBOXED if r is not rounds[0]
-        ) and all(v == w1 for v in first.values())
+        workers_agree = all(scores == w1 for scores in graded)
         hostile_stock_gain = sum((stock.get(s) or 0) > (w1[s] or 0) for s, h in kinds.items() if h)
         stock_missing = sorted(s for s in kinds if s not in stock)
         parts = breakdown(rounds[0]["w1"])

@@ -61,15 +61,14 @@ def graded(root: Path, db: str | None = None) -> dict[str, tuple]:
     return out
 
 
-def grade(root: Path, *args: str, db: str | None = None):
-    env = {"BNLAB_COURSE_ROOT": str(root)}
-    return run_course(
-        "grade", STEM, "--no-progress", *(["--db", db] if db else []), *args, env=env
-    )
-
-
 def env_of(root: Path) -> dict:
     return {"BNLAB_COURSE_ROOT": str(root)}
+
+
+def grade(root: Path, *args: str, db: str | None = None):
+    return run_course(
+        "grade", STEM, "--no-progress", *(["--db", db] if db else []), *args, env=env_of(root)
+    )
 
 
 def export(root: Path, *args: str) -> dict[str, dict]:

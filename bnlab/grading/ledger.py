@@ -88,7 +88,7 @@ def review_of(row: dict) -> list[str]:
 
 
 def reviews(url: str) -> dict[tuple[str, str], list[str]]:
-    """{(student, assignment): review list} of every graded row of the gradebook at `url`; empty
+    """{(student, assignment): review list} of every ledger row of the gradebook at `url`; empty
     when `bn-course grade` never wrote to it (nbgrader's own autograde keeps no ledger). Read
     with SQLAlchemy alone: nothing is created or written."""
     from sqlalchemy import create_engine, inspect

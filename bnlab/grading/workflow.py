@@ -101,6 +101,7 @@ def export(to: Path, root: Path, db_url: str | None = None) -> Path:
     import csv
 
     from bnlab.grading import ledger
+    from bnlab.grading.cohort import default_db
 
     extra = [f"--CourseDirectory.db_url={db_url}"] if db_url else []
     nbgrader("export", "--to", str(to), *extra, root=root)
@@ -119,7 +120,7 @@ def export(to: Path, root: Path, db_url: str | None = None) -> Path:
         ]
     )
     not_graded = intake.load_records(root)
-    review = ledger.reviews(db_url or f"sqlite:///{root / 'gradebook.db'}")
+    review = ledger.reviews(db_url or default_db(root))
     seen = set()
     for row in rows:
         key = (row["student_id"], row["assignment"])
