@@ -189,7 +189,7 @@ def phases(root: Path, runs: int = 3) -> tuple[dict[str, float], float]:
     )
     grader.grade_submission(folder, "warm", STEM, master, released)  # the judge's imports
     parts: dict[str, list[float]] = {}
-    argv = [sys.executable, "-m", "bnlab.grading.sandbox_runner", "-", "/out"]
+    argv = [sandbox.interpreter(), "-m", "bnlab.grading.sandbox_runner", "-", "/out"]
     for _ in range(runs):
         with tempfile.TemporaryDirectory() as tmp:
             job_dir, out = Path(tmp) / "job", Path(tmp) / "out"

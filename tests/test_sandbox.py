@@ -128,6 +128,64 @@ def test_numpy_exercises_cannot_import_frameworks(tmp_path):
     assert run(tmp_path, code, hide=False)[1] == "ok"
 
 
+def test_a_grader_run_through_a_linked_environment_still_hides_the_frameworks(
+    tmp_path, monkeypatch
+):
+    """A grader started as LINK/bin/python, LINK a link to its environment (the sandbox has only
+    the resolved folders): the sandbox runs the resolved interpreter (`interpreter`), which
+    reads the resolved site-packages, and that is where the frameworks are hidden."""
+    real_prefix = Path(sys.prefix).resolve()
+    site = sandbox._site_packages().relative_to(real_prefix)
+    link = tmp_path / "venv"
+    link.symlink_to(real_prefix, target_is_directory=True)
+    monkeypatch.setattr(sys, "prefix", str(link))
+    monkeypatch.setattr(sys, "executable", str(link / "bin" / Path(sys.executable).name))
+    monkeypatch.setattr(sys, "path", [str(link / site), *sys.path])
+    assert sandbox.interpreter() == str(real_prefix / "bin" / Path(sys.executable).name)
+    assert sandbox._site_packages() == real_prefix / site
+    job, out = tmp_path / "job", tmp_path / "out"
+    job.mkdir()
+    (job / "script.py").write_text(textwrap.dedent(report("import torch.nn")))
+    with sandbox.output_folder(out, SMALL) as out:
+        argv = [sandbox.interpreter(), "/job/script.py"]
+        outcome = sandbox.run(job, out, argv, SMALL, hide_frameworks=True)
+        assert (out / "result").read_text() == "ModuleNotFoundError", outcome.stderr
+
+
+def test_the_start_signal_is_the_programs_own(tmp_path):
+    """`run(start_token=...)`: the program gets a pipe of its own, says `started` on it and
+    closes it; what runs afterwards cannot write there. A program that was never executed, or
+    that ended before saying it, did not start."""
+    say = (
+        "import os, sys\n"
+        "fd = int(sys.argv[1])\n"
+        "os.write(fd, b'started\\n')\n"
+        "os.close(fd)\n"
+        "try:\n"
+        "    os.write(fd, b'more')\n"
+        "    open('/out/result', 'w').write('wrote after close')\n"
+        "except OSError as err:\n"
+        "    open('/out/result', 'w').write(type(err).__name__)\n"
+    )
+    cases = {
+        "says it": ([sandbox.interpreter(), "/job/script.py", "@FD@"], True),
+        "never runs": (["/nonexistent/python3", "/job/script.py", "@FD@"], False),
+        "ends first": ([sandbox.interpreter(), "-c", "raise SystemExit(0)", "@FD@"], False),
+    }
+    for name, (argv, started) in cases.items():
+        job, out = tmp_path / name / "job", tmp_path / name / "out"
+        job.mkdir(parents=True)
+        (job / "script.py").write_text(say)
+        with sandbox.output_folder(out, SMALL) as out:
+            outcome = sandbox.run(job, out, argv, SMALL, hide_frameworks=False, start_token="@FD@")
+            assert outcome.started is started, (name, outcome.stderr)
+            if started:
+                assert (out / "result").read_text() == "OSError"
+    (tmp_path / "plain").mkdir()
+    outcome = run(tmp_path / "plain", report("1"))[0]
+    assert outcome.started is None  # not asked for
+
+
 def test_wall_time_limit(tmp_path):
     code = "while True:\n    pass\n"
     outcome, _ = run(tmp_path, code, limits=sandbox.Limits(wall_s=3, cpu_s=60))

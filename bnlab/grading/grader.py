@@ -21,7 +21,6 @@ import copy
 import hashlib
 import json
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -41,6 +40,13 @@ NUMPY_MODULES = (
 MESSAGE_CHARS = 4000  # one check's message in the autograded notebook and feedback
 CELL_OUTPUT_CHARS = 5000  # one code cell's captured output
 SUBMISSION_OUTPUT_CHARS = 1_000_000  # all captured output of one submission
+
+
+class RunnerNotStarted(RuntimeError):
+    """The sandbox never started the grader's runner: no learner code ran, so there is no
+    grade to record (the cohort grader lists it as a grader error and retries it next run)."""
+
+
 STUDENT_ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.@+-")
 
 
@@ -410,7 +416,8 @@ def grade_submission(
         job_dir.mkdir()
         # The job (cells, checks, this run's input seeds) goes through the runner's stdin,
         # read before any learner code runs: no file in the sandbox holds it.
-        argv = [sys.executable, "-m", "bnlab.grading.sandbox_runner", "-", "/out"]
+        token = "@START_FD@"
+        argv = [sandbox.interpreter(), "-m", "bnlab.grading.sandbox_runner", "-", "/out", token]
         outcome = sandbox.run(
             job_dir,
             out,
@@ -419,7 +426,18 @@ def grade_submission(
             job["numpy_exercise"],
             use_sandbox,
             stdin_data=json.dumps(job).encode("utf-8"),
+            start_token=token,
         )
+        if not outcome.started:
+            # No learner code ran: the grader's environment failed (no interpreter in the
+            # sandbox, bubblewrap refused, the host too loaded to start it in time). Raised,
+            # so the cohort grader records no grade and grades it again on the next run.
+            said = outcome.stderr.strip().splitlines()[-1:] or ["nothing on stderr"]
+            raise RunnerNotStarted(
+                f"the grader's runner did not start in the sandbox (exit code "
+                f"{outcome.returncode}{', time limit reached' if outcome.timed_out else ''}): "
+                f"{said[0][:300]}"
+            )
         # Reads below open their last component without following links; a link one level up
         # (/out/probes or /out/cells as a link to another submission's folder) is removed here.
         untrusted.unlink_links(out)

@@ -90,6 +90,9 @@ class Outcome:
     process_limit_hit: bool = False
     peak_memory: int = 0  # bytes, all processes together (cgroup accounting)
     disk_limit_hit: bool = False  # /out reached its size or file-count limit
+    # Whether the program inside said, on a pipe of its own, that it started (`run`'s
+    # `start_token`); None when not asked. What runs after that cannot take it back.
+    started: bool | None = None
 
     @property
     def limit_reason(self) -> str | None:
@@ -198,9 +201,21 @@ def bwrap_path() -> str | None:
     return shutil.which("bwrap")
 
 
+def interpreter() -> str:
+    """This Python's path as the sandbox sees it: its folder resolved, because the sandbox has
+    only the resolved folders (`python` run as `../.venv/bin/python` from another folder would
+    be a path through a folder the sandbox lacks). The file itself stays as it is: in a
+    virtual environment it is a link to the base interpreter, and the link makes it the venv's."""
+    exe = Path(os.path.abspath(sys.executable))
+    return str(exe.parent.resolve() / exe.name)
+
+
 def _site_packages() -> Path:
+    """The environment's site-packages, resolved: the sandbox's interpreter (`interpreter`)
+    finds its packages at the resolved path, so that is where the frameworks must be hidden
+    (an unresolved path would hide them at a path nothing inside reads)."""
     found = [p for p in sys.path if p.endswith("site-packages") and p.startswith(sys.prefix)]
-    return Path(found[0])
+    return Path(found[0]).resolve()
 
 
 def learner_side() -> list[Path]:
@@ -274,7 +289,7 @@ def command(
     args += ["--ro-bind", str(job), "/job", "--bind", str(out), "/out", "--chdir", "/tmp"]
     env = {
         "HOME": "/tmp",
-        "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+        "PATH": f"{Path(interpreter()).parent}:/usr/bin:/bin",
         "LANG": "C.UTF-8",
         "OMP_NUM_THREADS": "1",
         "MKL_NUM_THREADS": "1",
@@ -341,11 +356,15 @@ def run(
     hide_frameworks: bool,
     sandbox: bool = True,
     stdin_data: bytes | None = None,
+    start_token: str | None = None,
 ) -> Outcome:
     """Run argv in the sandbox with /job (read-only) and /out (writable); never raises for
     anything the code inside does. `stdin_data` is written to the process's standard input
     (then closed): what the process must read before any learner code runs, and no file in
-    the sandbox holds."""
+    the sandbox holds. `start_token`: an argument of argv that is replaced by the number of a
+    pipe's write end; the program writes `started` there and closes it before any learner
+    code runs, and `Outcome.started` says whether it did. A program that never started (the
+    interpreter not found in the sandbox, say) is then the grader's failure, not a grade."""
     privileged = os.geteuid() == 0
     out.chmod(0o777)
     job.chmod(0o755)
@@ -363,6 +382,10 @@ def run(
             cmd = group.join_command(cmd)
         except OSError:
             group = None
+    start_r = start_w = None
+    if start_token is not None:
+        start_r, start_w = os.pipe()
+        cmd = [str(start_w) if a == start_token else a for a in cmd]
     start = time.monotonic()
     # stdout and stderr go to unnamed files outside /out: nothing in the sandbox can replace
     # them with a link or a FIFO, and they do not count towards /out's limits.
@@ -374,9 +397,23 @@ def run(
         # Unsandboxed, the child inherits the environment, minus the grader's own cache.
         env = {k: v for k, v in os.environ.items() if k != "BNLAB_REFERENCE_CACHE"}
         stdin = devnull if stdin_data is None else subprocess.PIPE
-        proc = subprocess.Popen(
-            cmd, stdin=stdin, stdout=so, stderr=se, start_new_session=True, env=env
-        )
+        try:
+            proc = subprocess.Popen(
+                cmd,
+                stdin=stdin,
+                stdout=so,
+                stderr=se,
+                start_new_session=True,
+                env=env,
+                pass_fds=() if start_w is None else (start_w,),
+            )
+        except BaseException:
+            if start_r is not None:
+                os.close(start_r)
+            raise
+        finally:
+            if start_w is not None:
+                os.close(start_w)  # the child's copy is its own now
         if stdin_data is not None:
             threading.Thread(target=_feed, args=(proc.stdin, stdin_data), daemon=True).start()
         # A blocking wait with a timer (Popen.wait(timeout) polls, sleeping up to 50 ms).
@@ -422,6 +459,15 @@ def run(
 
         sizes = [os.fstat(f.fileno()).st_size for f in (so, se)]
         stdout, stderr = tail(so), tail(se)
+    started = None
+    if start_r is not None:
+        os.set_blocking(start_r, False)  # every writer has exited, but never wait here
+        try:
+            started = os.read(start_r, 64).startswith(b"started")
+        except BlockingIOError:
+            started = False
+        finally:
+            os.close(start_r)
     wall = time.monotonic() - start
     usage = {}
     if group is not None:
@@ -441,5 +487,6 @@ def run(
         sum(sizes),
         max(sizes) >= limits.file_bytes,
         disk_limit_hit=disk_limit_hit,
+        started=started,
         **usage,
     )

@@ -214,9 +214,17 @@ def _event(progress, **fields) -> None:
     progress.write(json.dumps({**fields, "t": time.monotonic()}) + "\n")
 
 
-def main(job_source: str, out_dir: str) -> int:
+def main(job_source: str, out_dir: str, start_fd: int | None = None) -> int:
     out = Path(out_dir)
     job = _read_job(job_source)
+    if start_fd is not None:
+        # To the grader, on a pipe of its own, before any learner code runs: the runner
+        # started (so a failure from here on is the submission's, not the grader's). Closed at
+        # once: learner code can neither write to it nor take it back.
+        try:
+            os.write(start_fd, b"started\n")
+        finally:
+            os.close(start_fd)
     (out / "cells").mkdir(exist_ok=True)
     progress = open(out / "progress.jsonl", "a", buffering=1)  # noqa: SIM115
     _event(progress, event="started")
@@ -318,7 +326,7 @@ def _plain_traceback(shell):
 
 if __name__ == "__main__":
     os.umask(0o022)
-    status = main(sys.argv[1], sys.argv[2])
+    status = main(sys.argv[1], sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else None)
     # Everything is written and closed. Ending here skips the interpreter's teardown (0.8 s
     # per submission once torch is loaded, bench/RESULTS.md) and any atexit handler or
     # finalizer the learner registered, which would otherwise run after "finished".
