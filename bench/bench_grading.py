@@ -10,7 +10,7 @@ grader its time limit, not its speed.
 1. floor: the bare execution of the same notebooks with nbclient (fresh kernel, no grading);
 2. stock `nbgrader autograde` (serial);
 3. `bn-course grade --workers 1` (in process, sandboxed);
-4. `bn-course grade --workers 2` (local Dask cluster, sandboxed);
+4. `bn-course grade --workers 2` (two sandboxes at a time, sandboxed);
 5. `bn-course grade --scheduler` against a Dask scheduler and 2 worker processes started as
    separate programs (as separate hosts would run them);
 6. 3 and 4 again with the run's references already computed (the same --seed, the cache of 3
@@ -26,6 +26,9 @@ gradebook, beside one bare nbclient execution of the same notebook), and whether
 scores equal stock nbgrader's on the non-hostile submissions. Appends to bench/RESULTS.md.
 
     .venv/bin/python bench/bench_grading.py [--n 40] [--stem 05_frameworks_torch] [--reps 3]
+
+`--sizes 40,120,240` measures only 2 workers against 1, at each cohort size: the run's fixed
+cost (the primer, start-up) spread over more submissions.
 """
 
 from __future__ import annotations
@@ -343,9 +346,53 @@ def ratio_line(runs: dict[str, list[float]], a: str, b: str) -> str:
     return f"{med:.2f}x (per round {min(per_round):.2f}-{max(per_round):.2f}x)"
 
 
+def scaling(sizes: list[int], reps: int) -> None:
+    """`--sizes 40,120,240`: 1 and 2 workers only, on cohorts of each size (fresh references
+    in every run), in `reps` interleaved rounds: how 2w/1w grows as the run's fixed cost (the
+    primer, start-up) is spread over more submissions."""
+    base = Path(tempfile.mkdtemp(prefix="bnlab-bench-scaling-"))
+    runs: dict[int, dict[str, list[float]]] = {n: {"w1": [], "w2": []} for n in sizes}
+    try:
+        for rep in range(reps):
+            for n in sizes:
+                for k, w in (("w1", 1), ("w2", 2)):
+                    root = base / f"{k}-{n}-{rep}"
+                    make_root(root, n)
+                    runs[n][k].append(grade_once(root, w))
+                    shutil.rmtree(root, ignore_errors=True)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    lines = [
+        "",
+        f"## Grading: 2 workers vs 1 by cohort size — {datetime.date.today().isoformat()}",
+        "",
+        f"Machine: {machine()}. Submissions of {STEM} (the bench's mix, 1 in 5 hostile), "
+        f"`bn-course grade` with fresh references in every run, {reps} interleaved rounds "
+        f"(`bench/bench_grading.py --sizes {','.join(map(str, sizes))} --reps {reps}`): median "
+        "wall and range.",
+        "",
+        "| submissions | 1 worker (s) | range | 2 workers (s) | range | 2w/1w |",
+        "|---|---|---|---|---|---|",
+    ]
+    for n in sizes:
+        r = runs[n]
+        lines.append(
+            f"| {n} | {statistics.median(r['w1']):.1f} | {spread(r['w1'])} "
+            f"| {statistics.median(r['w2']):.1f} | {spread(r['w2'])} "
+            f"| {ratio_line(r, 'w1', 'w2')} |"
+        )
+    lines.append("")
+    with (REPO / "bench" / "RESULTS.md").open("a") as f:
+        f.write("\n".join(lines))
+    print("\n".join(lines))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=40)
+    parser.add_argument(
+        "--sizes", help="comma-separated cohort sizes: only 2 workers vs 1 at each (scaling)"
+    )
     parser.add_argument("--stem", default="02_forward_pass")
     parser.add_argument(
         "--reps",
@@ -356,6 +403,9 @@ def main() -> None:
     args = parser.parse_args()
     global STEM
     STEM = args.stem
+    if args.sizes:
+        scaling([int(x) for x in args.sizes.split(",")], args.reps)
+        return
     base = Path(tempfile.mkdtemp(prefix="bnlab-bench-grading-"))
     try:
         roots = {k: base / k for k in ("floor", "stock")}
@@ -396,7 +446,7 @@ def main() -> None:
         "floor": "floor: nbclient execution, no grading",
         "stock": "stock `nbgrader autograde` (serial)",
         "w1": "`bn-course grade --workers 1` (sandboxed)",
-        "w2": "`bn-course grade --workers 2` (Dask, sandboxed)",
+        "w2": "`bn-course grade --workers 2` (sandboxed)",
         "dask": "`bn-course grade --scheduler` (2 Dask worker processes, sandboxed)",
         "w1p": "`--workers 1`, this seed's references already computed",
         "w2p": "`--workers 2`, this seed's references already computed",

@@ -1,20 +1,21 @@
 """Grade a whole cohort with one command: parallel, resumable, on one machine or a cluster.
 
-    bn-course grade 02_forward_pass                      # workers = cores, local Dask cluster
-    bn-course grade 02_forward_pass --workers 1          # in this process, no cluster
+    bn-course grade 02_forward_pass                      # workers = cores, this machine
+    bn-course grade 02_forward_pass --workers 1          # one sandbox at a time
     bn-course grade 02_forward_pass --scheduler tcp://head:8786   # a running Dask cluster
     bn-course grade 02_forward_pass --db postgresql+psycopg://...  # the gradebook elsewhere
     bn-course grade 02_forward_pass --zip downloads.zip  # LMS downloads, via nbgrader zip_collect
 
-Each submission is graded by bnlab.grading.grader (sandboxed probe, trusted judge) on a Dask
-worker; the coordinating process (this one) is the gradebook's only writer and commits one
-transaction per submission as results arrive. The references for this run's fresh inputs are
-computed by a primer process (`bnlab.grading.primer`, the instructor's solution judged with the
-real layers) that starts first and runs beside the first sandboxes; a judge waits for it after
-its sandbox has run (a Dask task steps out of its worker's thread pool while it waits, so the
-worker starts the next sandbox), then reads the references from the cache. The ledger
-remembers what was graded, so a rerun after a crash or `kill -9` grades only what is missing
-or changed.
+Each submission is graded by bnlab.grading.grader (sandboxed probe, trusted judge) by a thread
+of this process that holds one of the N turns (`--workers N`), or on a Dask worker of a
+running cluster (`--scheduler`); the coordinating process (this one) is the gradebook's only
+writer and commits one transaction per submission as results arrive. The references for this
+run's fresh inputs are computed by a primer process (`bnlab.grading.primer`, the instructor's
+solution judged with the real layers) that starts first and runs beside the first sandboxes; a
+judge waits for it after its sandbox has run (it gives up its turn while it waits, as a Dask
+task steps out of its worker's thread pool, so the next sandbox starts), then reads the
+references from the cache. The ledger remembers what was graded, so a rerun after a crash or
+`kill -9` grades only what is missing or changed.
 
 Outputs, under the course root: autograded/ (nbgrader's layout), the gradebook, feedback/
 (by `nbgrader generate_feedback`, hidden tests removed), reports/ASSIGNMENT-grades.csv
@@ -299,31 +300,17 @@ def _run(todo: list[Task], workers, scheduler, progress: bool, priming: Priming)
     try:
         if not todo:
             return
-        if workers == 1 and scheduler is None:
-            for item in _one_at_a_time(todo, priming):
+        if scheduler is None:
+            for item in _local(todo, workers or os.cpu_count() or 1, priming):
                 yield item
                 bar.update(1)
             return
-        from distributed import Client, LocalCluster, as_completed
+        from distributed import Client, Event, as_completed
 
-        cluster = None
-        if scheduler is None:
-            # Each submission's heavy, untrusted part already runs in its own sandboxed
-            # process, so local workers are threads of this process: they start at once and
-            # share the frameworks (and the reference cache) imported here.
-            cluster = LocalCluster(
-                n_workers=workers or os.cpu_count() or 1,
-                threads_per_worker=1,
-                processes=False,
-                dashboard_address=None,
-                silence_logs=40,
-            )
-        client = Client(scheduler or cluster)
+        client = Client(scheduler)
         try:
             event = None
             if priming.running():
-                from distributed import Event
-
                 event = Event(f"bnlab-primed-{secrets.token_hex(8)}", client=client)
                 todo = [dataclasses.replace(t, primed_event=event.name) for t in todo]
             futures = {client.submit(grade_task, t, pure=False): t for t in todo}
@@ -339,25 +326,28 @@ def _run(todo: list[Task], workers, scheduler, progress: bool, priming: Priming)
                 bar.update(1)
         finally:
             client.close()
-            if cluster is not None:
-                cluster.close()
     finally:
         bar.close()
 
 
-# Threads of the one-worker path: at most this many submissions wait for the references at once.
-ONE_WORKER_THREADS = 32
+# Threads of the local path: at most this many submissions wait for the references at once.
+LOCAL_THREADS = 32
 
 
-def _one_at_a_time(todo: list[Task], priming: Priming):
-    """`--workers 1`: one submission at a time, in this process, results as they complete.
+def _local(todo: list[Task], workers: int, priming: Priming):
+    """`--workers N` on this machine: at most N sandboxes at a time, each submission judged in
+    this process by the thread that ran its sandbox, results as they complete.
 
-    A submission whose judge needs the run's references while the primer still computes them
-    gives up its turn (its /out held, within PARK_BYTES) and the next submission's sandbox runs
-    meanwhile, as a Dask worker does (`_wait_primed`); it takes a turn again to be judged."""
+    Each submission's heavy, untrusted part runs in its own sandboxed process already, so the
+    workers are threads with N turns between them: no scheduler to start or to talk to (a local
+    Dask cluster of threads cost 1 s of this process's CPU per 40 submissions, on the GIL the
+    judges share, bench/RESULTS.md). A submission whose judge needs the run's references while
+    the primer still computes them gives up its turn (its /out held, within PARK_BYTES) and the
+    next submission's sandbox runs meanwhile, as a Dask worker does (`_wait_primed`); it takes
+    a turn again to be judged."""
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
-    turn = threading.Semaphore(1)
+    turns = threading.Semaphore(workers)
 
     def before_judge(out: Path) -> None:
         if not priming.running():
@@ -367,17 +357,18 @@ def _one_at_a_time(todo: list[Task], priming: Priming):
             if not park:
                 priming.wait()
                 return
-            turn.release()
+            turns.release()
             try:
                 priming.wait()
             finally:
-                turn.acquire()
+                turns.acquire()
 
     def one(task: Task):
-        with turn:
+        with turns:
             return grade_task(task, before_judge)
 
-    pool = ThreadPoolExecutor(min(len(todo), ONE_WORKER_THREADS), thread_name_prefix="grade")
+    threads = min(len(todo), max(LOCAL_THREADS, workers))
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="grade")
     try:
         futures = {pool.submit(one, t): t for t in todo}
         for future in as_completed(futures):
