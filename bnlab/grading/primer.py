@@ -8,6 +8,7 @@ runs trusted code only (the course's own notebook); learner code never reaches i
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -21,4 +22,11 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    status = main(sys.argv[1:])
+    # The references and the marker are written and closed. Ending here skips the teardown of
+    # an interpreter holding torch and TensorFlow (about 1.2 s of CPU, measured with
+    # /usr/bin/time: 5.4-5.8 s wall against 4.2-4.3 s), and the judges waiting for this process
+    # to end start that much sooner.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
