@@ -355,7 +355,8 @@ def scaling(sizes: list[int], reps: int) -> None:
     try:
         for rep in range(reps):
             for n in sizes:
-                for k, w in (("w1", 1), ("w2", 2)):
+                order = (("w1", 1), ("w2", 2))
+                for k, w in order if rep % 2 == 0 else order[::-1]:  # alternate who goes first
                     root = base / f"{k}-{n}-{rep}"
                     make_root(root, n)
                     runs[n][k].append(grade_once(root, w))

@@ -78,6 +78,13 @@ def grade(args, root: Path) -> int:
     return 1 if summary.failed else 0
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bn-course", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -111,10 +118,14 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--db", help="gradebook URL (default: sqlite in the course root)")
     p = sub.add_parser(
         "grade",
-        help="grade a cohort: sandboxed, parallel (Dask), resumable; feedback, CSV and report",
+        help="grade a cohort: sandboxed, parallel (or on Dask), resumable; feedback, CSV, report",
     )
     p.add_argument("assignment")
-    p.add_argument("--workers", type=int, help="local workers (default: the number of cores)")
+    p.add_argument(
+        "--workers",
+        type=_positive,
+        help="sandboxes at a time on this machine (default: the number of cores)",
+    )
     p.add_argument("--scheduler", help="address of a running Dask scheduler (tcp://host:8786)")
     p.add_argument("--db", help="gradebook URL (default: sqlite in the course root)")
     p.add_argument("--zip", type=Path, help="a zip of LMS downloads, unpacked by zip_collect")

@@ -367,15 +367,17 @@ def test_a_failed_primer_costs_no_grade(reference, tmp_path):
 
 
 def test_a_runner_that_never_started_costs_no_grade(reference, tmp_path):
-    """When the sandbox cannot start the grader's runner (here: an interpreter path the
-    sandbox lacks), no learner code ran: each submission is a grader error, retried on the next
-    run, never a zero. The runner says it started on a pipe of its own (`sandbox.run`'s
-    `start_token`), before any learner code, so a submission cannot turn itself into one.
-    Then the same course is graded by a Python reached through a link to its environment (a
-    path the sandbox does not have either, until `sandbox.interpreter` resolves it): the grades
-    are the reference's, and 02's cells still cannot import torch there (`_site_packages`
-    resolved): `wrong_calls_torch`, which wraps torch's batch norm, scores as in the reference
-    only while the frameworks are hidden from it."""
+    """When the sandbox cannot start the grader's runner, no learner code ran, so there is no
+    grade to record. A Python the sandbox cannot start at all (here: a path it lacks) is
+    refused before the run, in one message (`sandbox.check_interpreter`); a runner that fails
+    to start for one submission (here: a module that does not exist) makes that submission a
+    grader error, retried on the next run, never a zero. The runner says it started on a pipe
+    of its own (`sandbox.run`'s `start_token`), before any learner code. Then the same course
+    is graded by a Python reached through a link to its environment (a path the sandbox does
+    not have either, until `sandbox.interpreter` resolves it): the grades are the reference's,
+    and 02's cells still cannot import torch there (`_site_packages` resolved):
+    `wrong_calls_torch`, which wraps torch's batch norm, scores as in the reference only while
+    the frameworks are hidden from it."""
     root = tmp_path / "course"
     shutil.copytree(reference[0], root)
     again = ["solution", "blank", "wrong_unbiased_variance", "wrong_calls_torch"]
@@ -383,16 +385,25 @@ def test_a_runner_that_never_started_costs_no_grade(reference, tmp_path):
         marks = ",".join("?" * len(again))
         con.execute(f"DELETE FROM bnlab_ledger WHERE student IN ({marks})", again)
     args = ["grade", STEM, "--workers", "1", "--no-feedback", "--no-progress", "--seed", "424242"]
-    missing = (
-        "import sys\n"
-        "from bnlab.grading import sandbox\n"
-        "sandbox.interpreter = lambda: '/nonexistent/bin/python3'\n"
-        "from bnlab.cli import main\n"
-        "sys.exit(main(sys.argv[1:]))\n"
-    )
     env = {**os.environ, "BNLAB_COURSE_ROOT": str(root)}
-    proc = subprocess.run(
-        [sys.executable, "-c", missing, *args], cwd=REPO, env=env, capture_output=True, text=True
+
+    def grade_patched(patch: str) -> subprocess.CompletedProcess:
+        code = f"import sys\n{patch}\nfrom bnlab.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+        return subprocess.run(
+            [sys.executable, "-c", code, *args], cwd=REPO, env=env, capture_output=True, text=True
+        )
+
+    proc = grade_patched(
+        "from bnlab.grading import sandbox\n"
+        "sandbox.interpreter = lambda: '/nonexistent/bin/python3'"
+    )
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "refusing to grade: the sandbox cannot start this Python with bnlab" in proc.stderr
+    assert "/nonexistent/bin/python3" in proc.stderr  # bubblewrap's own words, passed on
+    assert not set(again) & set(graded(root))
+
+    proc = grade_patched(
+        "from bnlab.grading import grader\ngrader.RUNNER_MODULE = 'bnlab.grading.no_such_runner'"
     )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert f"graded 0, not graded 0, unchanged {len(reference[1]) - 4}, grader errors 4" in (
@@ -400,23 +411,15 @@ def test_a_runner_that_never_started_costs_no_grade(reference, tmp_path):
     ), proc.stdout
     for student in again:
         assert f"{student}: RunnerNotStarted: the grader's runner did not start" in proc.stderr
-    assert "/nonexistent/bin/python3" in proc.stderr  # bubblewrap's own words, passed on
+    assert "No module named bnlab.grading.no_such_runner" in proc.stderr
     assert not set(again) & set(graded(root))
 
     link = tmp_path / "venv"
     link.symlink_to(Path(sys.prefix).resolve(), target_is_directory=True)
     python = link / "bin" / Path(sys.executable).name
+    main = "import sys\nfrom bnlab.cli import main\nsys.exit(main(sys.argv[1:]))"
     proc = subprocess.run(
-        [
-            str(python),
-            "-c",
-            "import sys\nfrom bnlab.cli import main\nsys.exit(main(sys.argv[1:]))",
-            *args,
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
+        [str(python), "-c", main, *args], cwd=REPO, env=env, capture_output=True, text=True
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"graded {len(again)}, not graded 0," in proc.stdout, proc.stdout

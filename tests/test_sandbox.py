@@ -146,10 +146,12 @@ def test_a_grader_run_through_a_linked_environment_still_hides_the_frameworks(
     job, out = tmp_path / "job", tmp_path / "out"
     job.mkdir()
     (job / "script.py").write_text(textwrap.dedent(report("import torch.nn")))
-    with sandbox.output_folder(out, SMALL) as out:
-        argv = [sandbox.interpreter(), "/job/script.py"]
-        outcome = sandbox.run(job, out, argv, SMALL, hide_frameworks=True)
-        assert (out / "result").read_text() == "ModuleNotFoundError", outcome.stderr
+    for hide, expected in ((True, "ModuleNotFoundError"), (False, "ok")):  # ok: the control
+        shutil.rmtree(out, ignore_errors=True)
+        with sandbox.output_folder(out, SMALL) as folder:
+            argv = [sandbox.interpreter(), "/job/script.py"]
+            outcome = sandbox.run(job, folder, argv, SMALL, hide_frameworks=hide)
+            assert (folder / "result").read_text() == expected, outcome.stderr
 
 
 def test_the_start_signal_is_the_programs_own(tmp_path):

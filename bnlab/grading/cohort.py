@@ -158,7 +158,12 @@ class Priming:
         with self._lock:
             if self._ended:
                 return
-            code = self.proc.wait()
+            try:
+                code = self.proc.wait(PRIME_WAIT_S)
+            except subprocess.TimeoutExpired:  # a hung primer must not hang the run
+                self.proc.kill()
+                self.proc.wait()
+                code = f"none: stopped after {PRIME_WAIT_S:.0f} s"
             self._ended = True
         if code != 0:
             print(
@@ -225,6 +230,9 @@ def grade_cohort(
             "it (sudo apt-get install bubblewrap), or pass --unsafe-no-sandbox to grade with "
             "learner code running under your own account"
         )
+    limits = limits or sandbox.Limits()
+    if use_sandbox:
+        sandbox.check_interpreter(limits)
     master, released = grader.load_master(root, assignment)
     if run_seed is None:
         run_seed = (
@@ -234,7 +242,6 @@ def grade_cohort(
         )
     priming = Priming(root, assignment, run_seed)  # runs beside what follows
     cache = reference_cache(root)
-    limits = limits or sandbox.Limits()
     db_url = db_url or default_db(root)
     try:
         gb = ledger.open_gradebook(db_url)
@@ -347,7 +354,7 @@ def _local(todo: list[Task], workers: int, priming: Priming):
     a turn again to be judged."""
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
-    turns = threading.Semaphore(workers)
+    turns = threading.BoundedSemaphore(workers)
 
     def before_judge(out: Path) -> None:
         if not priming.running():

@@ -41,6 +41,8 @@ MESSAGE_CHARS = 4000  # one check's message in the autograded notebook and feedb
 CELL_OUTPUT_CHARS = 5000  # one code cell's captured output
 SUBMISSION_OUTPUT_CHARS = 1_000_000  # all captured output of one submission
 
+RUNNER_MODULE = "bnlab.grading.sandbox_runner"  # what each sandbox runs: python -m RUNNER_MODULE
+
 
 class RunnerNotStarted(RuntimeError):
     """The sandbox never started the grader's runner: no learner code ran, so there is no
@@ -417,7 +419,7 @@ def grade_submission(
         # The job (cells, checks, this run's input seeds) goes through the runner's stdin,
         # read before any learner code runs: no file in the sandbox holds it.
         token = "@START_FD@"
-        argv = [sandbox.interpreter(), "-m", "bnlab.grading.sandbox_runner", "-", "/out", token]
+        argv = [sandbox.interpreter(), "-m", RUNNER_MODULE, "-", "/out", token]
         outcome = sandbox.run(
             job_dir,
             out,

@@ -234,6 +234,32 @@ def learner_side() -> list[Path]:
     ]
 
 
+def check_interpreter(limits: Limits | None = None) -> None:
+    """Raise SandboxUnavailable, in words, when the sandbox cannot start this Python with the
+    course package (the grader started through a path the sandbox lacks, say): one clear
+    refusal before a run, rather than a grader error for every submission in it."""
+    limits = limits or Limits()
+    token = "@START_FD@"
+    code = (
+        "import os, sys\n"
+        "import bnlab.grading.sandbox_runner\n"
+        "os.write(int(sys.argv[1]), b'started')\n"
+    )
+    with tempfile.TemporaryDirectory(prefix="bnlab-check-") as tmp:
+        job = Path(tmp) / "job"
+        job.mkdir()
+        with output_folder(Path(tmp) / "out", limits) as out:
+            argv = [interpreter(), "-c", code, token]
+            outcome = run(job, out, argv, limits, False, start_token=token)
+    if not outcome.started:
+        said = outcome.stderr.strip().splitlines()[-1:] or ["nothing on stderr"]
+        raise SandboxUnavailable(
+            f"the sandbox cannot start this Python with bnlab ({interpreter()}, exit code "
+            f"{outcome.returncode}: {said[0][:300]}): run bn-course from the environment it "
+            "is installed in, by the path of that environment's own folder"
+        )
+
+
 def _mkdirs(path: Path) -> list[str]:
     """bwrap arguments that create every parent of `path` world-readable (bwrap's default is
     0700, which the unprivileged user could not traverse)."""
@@ -382,91 +408,24 @@ def run(
             cmd = group.join_command(cmd)
         except OSError:
             group = None
-    start_r = start_w = None
-    if start_token is not None:
-        start_r, start_w = os.pipe()
-        cmd = [str(start_w) if a == start_token else a for a in cmd]
+    start_r = None
     start = time.monotonic()
-    # stdout and stderr go to unnamed files outside /out: nothing in the sandbox can replace
-    # them with a link or a FIFO, and they do not count towards /out's limits.
-    with (
-        open(os.devnull, "rb") as devnull,
-        tempfile.TemporaryFile() as so,
-        tempfile.TemporaryFile() as se,
-    ):
-        # Unsandboxed, the child inherits the environment, minus the grader's own cache.
-        env = {k: v for k, v in os.environ.items() if k != "BNLAB_REFERENCE_CACHE"}
-        stdin = devnull if stdin_data is None else subprocess.PIPE
-        try:
-            proc = subprocess.Popen(
-                cmd,
-                stdin=stdin,
-                stdout=so,
-                stderr=se,
-                start_new_session=True,
-                env=env,
-                pass_fds=() if start_w is None else (start_w,),
-            )
-        except BaseException:
-            if start_r is not None:
-                os.close(start_r)
-            raise
-        finally:
-            if start_w is not None:
-                os.close(start_w)  # the child's copy is its own now
-        if stdin_data is not None:
-            threading.Thread(target=_feed, args=(proc.stdin, stdin_data), daemon=True).start()
-        # A blocking wait with a timer (Popen.wait(timeout) polls, sleeping up to 50 ms).
-        expired = threading.Event()
-
-        def stop():
-            expired.set()
+    try:
+        outputs = _run_watched(cmd, out, limits, stdin_data, start_token)
+        proc, timed_out, disk_limit_hit, sizes, stdout, stderr, start_r = outputs
+        started = None
+        if start_r is not None:
+            os.set_blocking(start_r, False)  # every writer has exited, but never wait here
             try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-
-        timer = threading.Timer(limits.wall_s, stop)
-        timer.start()
-        watching = limits.out_bytes and not os.path.ismount(out)
-        disk_hit = threading.Event()
-        if watching:  # no tmpfs (not root): watch /out and stop the submission past its limits
-
-            def watch():
-                while proc.poll() is None and not expired.is_set():
-                    if _full(out, limits):
-                        disk_hit.set()
-                        try:
-                            os.killpg(proc.pid, signal.SIGKILL)
-                        except ProcessLookupError:
-                            pass
-                        return
-                    time.sleep(0.05)
-
-            watcher = threading.Thread(target=watch, daemon=True)
-            watcher.start()
-        try:
-            proc.wait()
-        finally:
-            timer.cancel()
-        timed_out = expired.is_set()
-        disk_limit_hit = disk_hit.is_set() or _full(out, limits)
-
-        def tail(f) -> str:
-            size = os.fstat(f.fileno()).st_size
-            f.seek(max(0, size - limits.output_chars))
-            return f.read().decode("utf-8", "replace")
-
-        sizes = [os.fstat(f.fileno()).st_size for f in (so, se)]
-        stdout, stderr = tail(so), tail(se)
-    started = None
-    if start_r is not None:
-        os.set_blocking(start_r, False)  # every writer has exited, but never wait here
-        try:
-            started = os.read(start_r, 64).startswith(b"started")
-        except BlockingIOError:
-            started = False
-        finally:
+                started = os.read(start_r, 64).startswith(b"started")
+            except BlockingIOError:
+                started = False
+    except BaseException:
+        if group is not None:
+            group.remove()  # kills whatever started
+        raise
+    finally:
+        if start_r is not None:
             os.close(start_r)
     wall = time.monotonic() - start
     usage = {}
@@ -490,3 +449,96 @@ def run(
         started=started,
         **usage,
     )
+
+
+def _run_watched(cmd, out: Path, limits: Limits, stdin_data, start_token):
+    """Start `cmd`, feed its stdin, stop it at the wall limit (and, without a tmpfs, when /out
+    passes its limits), wait for it. Returns (proc, timed_out, disk_limit_hit, sizes of stdout
+    and stderr, their tails, the start pipe's read end or None: the caller closes it)."""
+    start_r = start_w = None
+    # stdout and stderr go to unnamed files outside /out: nothing in the sandbox can replace
+    # them with a link or a FIFO, and they do not count towards /out's limits.
+    with (
+        open(os.devnull, "rb") as devnull,
+        tempfile.TemporaryFile() as so,
+        tempfile.TemporaryFile() as se,
+    ):
+        # Unsandboxed, the child inherits the environment, minus the grader's own cache.
+        env = {k: v for k, v in os.environ.items() if k != "BNLAB_REFERENCE_CACHE"}
+        stdin = devnull if stdin_data is None else subprocess.PIPE
+        if start_token is not None:
+            start_r, start_w = os.pipe()  # not inherited by any other child (PEP 446)
+            cmd = [str(start_w) if a == start_token else a for a in cmd]
+        try:
+            proc = subprocess.Popen(
+                cmd,
+                stdin=stdin,
+                stdout=so,
+                stderr=se,
+                start_new_session=True,
+                env=env,
+                pass_fds=() if start_w is None else (start_w,),
+            )
+        except BaseException:
+            if start_r is not None:
+                os.close(start_r)
+            raise
+        finally:
+            if start_w is not None:
+                os.close(start_w)  # the child's copy is its own now
+        try:
+            timed_out, disk_limit_hit = _wait(proc, out, limits, stdin_data)
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            if start_r is not None:
+                os.close(start_r)
+            raise
+
+        def tail(f) -> str:
+            size = os.fstat(f.fileno()).st_size
+            f.seek(max(0, size - limits.output_chars))
+            return f.read().decode("utf-8", "replace")
+
+        sizes = [os.fstat(f.fileno()).st_size for f in (so, se)]
+        return proc, timed_out, disk_limit_hit, sizes, tail(so), tail(se), start_r
+
+
+def _wait(proc, out: Path, limits: Limits, stdin_data) -> tuple[bool, bool]:
+    """Feed, time and watch `proc` until it ends: (timed out, /out past its limits)."""
+    if stdin_data is not None:
+        threading.Thread(target=_feed, args=(proc.stdin, stdin_data), daemon=True).start()
+    # A blocking wait with a timer (Popen.wait(timeout) polls, sleeping up to 50 ms).
+    expired = threading.Event()
+
+    def stop():
+        expired.set()
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    timer = threading.Timer(limits.wall_s, stop)
+    timer.start()
+    watching = limits.out_bytes and not os.path.ismount(out)
+    disk_hit = threading.Event()
+    if watching:  # no tmpfs (not root): watch /out and stop the submission past its limits
+
+        def watch():
+            while proc.poll() is None and not expired.is_set():
+                if _full(out, limits):
+                    disk_hit.set()
+                    try:
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                    return
+                time.sleep(0.05)
+
+        threading.Thread(target=watch, daemon=True).start()
+    try:
+        proc.wait()
+    finally:
+        timer.cancel()
+    return expired.is_set(), disk_hit.is_set() or _full(out, limits)
