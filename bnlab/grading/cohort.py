@@ -231,8 +231,6 @@ def grade_cohort(
             "learner code running under your own account"
         )
     limits = limits or sandbox.Limits()
-    if use_sandbox:
-        sandbox.check_interpreter(limits)
     master, released = grader.load_master(root, assignment)
     if run_seed is None:
         run_seed = (
@@ -244,6 +242,8 @@ def grade_cohort(
     cache = reference_cache(root)
     db_url = db_url or default_db(root)
     try:
+        if use_sandbox:
+            sandbox.check_interpreter(limits)
         gb = ledger.open_gradebook(db_url)
     except BaseException:
         priming.stop()
