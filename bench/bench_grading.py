@@ -28,7 +28,8 @@ scores equal stock nbgrader's on the non-hostile submissions. Appends to bench/R
     .venv/bin/python bench/bench_grading.py [--n 40] [--stem 05_frameworks_torch] [--reps 3]
 
 `--sizes 40,120,240` measures only 2 workers against 1, at each cohort size: the run's fixed
-cost (the primer, start-up) spread over more submissions.
+cost (the primer, start-up) spread over more submissions; and, in the same rounds, the
+machine's own ceiling: the same fixed CPU work in fresh processes, 1 and 2 at a time.
 """
 
 from __future__ import annotations
@@ -346,14 +347,37 @@ def ratio_line(runs: dict[str, list[float]], a: str, b: str) -> str:
     return f"{med:.2f}x (per round {min(per_round):.2f}-{max(per_round):.2f}x)"
 
 
+CEILING_JOBS = 24
+CEILING_WORK = "s = 0\nfor i in range(3_000_000):\n    s += i * i\n"  # about 0.3 s of CPU
+
+
+def ceiling_once(width: int) -> float:
+    """Wall seconds for CEILING_JOBS fresh Python processes of fixed CPU work, `width` at a
+    time: what this machine gives two independent processes at once, with no grading in it
+    (no shared state, no I/O), measured in the same rounds as the grading runs."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def job(_):
+        subprocess.run([sys.executable, "-c", CEILING_WORK], check=True)
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(width) as pool:
+        list(pool.map(job, range(CEILING_JOBS)))
+    return time.perf_counter() - start
+
+
 def scaling(sizes: list[int], reps: int) -> None:
     """`--sizes 40,120,240`: 1 and 2 workers only, on cohorts of each size (fresh references
     in every run), in `reps` interleaved rounds: how 2w/1w grows as the run's fixed cost (the
     primer, start-up) is spread over more submissions."""
     base = Path(tempfile.mkdtemp(prefix="bnlab-bench-scaling-"))
     runs: dict[int, dict[str, list[float]]] = {n: {"w1": [], "w2": []} for n in sizes}
+    ceiling: dict[str, list[float]] = {"w1": [], "w2": []}
     try:
         for rep in range(reps):
+            order = (("w1", 1), ("w2", 2))
+            for k, w in order if rep % 2 == 0 else order[::-1]:
+                ceiling[k].append(ceiling_once(w))
             for n in sizes:
                 order = (("w1", 1), ("w2", 2))
                 for k, w in order if rep % 2 == 0 else order[::-1]:  # alternate who goes first
@@ -382,7 +406,13 @@ def scaling(sizes: list[int], reps: int) -> None:
             f"| {statistics.median(r['w2']):.1f} | {spread(r['w2'])} "
             f"| {ratio_line(r, 'w1', 'w2')} |"
         )
-    lines.append("")
+    lines += [
+        f"| the machine: {CEILING_JOBS} processes of fixed CPU work, 1 vs 2 at a time "
+        f"| {statistics.median(ceiling['w1']):.1f} | {spread(ceiling['w1'])} "
+        f"| {statistics.median(ceiling['w2']):.1f} | {spread(ceiling['w2'])} "
+        f"| {ratio_line(ceiling, 'w1', 'w2')} |",
+        "",
+    ]
     with (REPO / "bench" / "RESULTS.md").open("a") as f:
         f.write("\n".join(lines))
     print("\n".join(lines))
