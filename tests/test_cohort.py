@@ -16,9 +16,11 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from corpus_tools import cohort, submission
@@ -333,6 +335,54 @@ def test_a_waiting_submission_holds_its_out_only_within_a_budget(tmp_path, monke
     assert len(_FakeEvent.waits) == 2
 
 
+class _EndlessPrimer:
+    """A primer that runs until the run stops it (or 20 s pass)."""
+
+    def __init__(self):
+        self.ended = threading.Event()
+
+    def running(self) -> bool:
+        return not self.ended.is_set()
+
+    def wait(self) -> None:
+        self.ended.wait(20)
+
+    def stop(self) -> None:
+        self.ended.set()
+
+
+def test_a_run_stopped_early_starts_and_judges_nothing_more(tmp_path, monkeypatch):
+    """`--workers N` stopped early (Ctrl-C, or the gradebook failing under the loop): no queued
+    submission starts its sandbox, no parked one is judged, and the primer they wait for is
+    stopped. Here the first result arrives while the others run or wait for the primer; the
+    consumer then stops. Before, every submission already picked up by a thread (up to 32)
+    still ran its sandbox and was judged."""
+    from bnlab.grading import cohort as cohort_mod
+
+    started, judged = [], []
+
+    def fake_grade(task, before_judge):
+        started.append(task.student)
+        if task.student == "s00":
+            return task.student  # not graded: never waits for the references
+        time.sleep(0.3)  # its sandbox
+        out = tmp_path / task.student
+        out.mkdir()
+        before_judge(out)
+        judged.append(task.student)
+        return task.student
+
+    monkeypatch.setattr(cohort_mod, "grade_task", fake_grade)
+    todo = [SimpleNamespace(student=f"s{i:02d}") for i in range(20)]
+    primer = _EndlessPrimer()
+    results = cohort_mod._local(todo, 2, primer)
+    assert next(results) == "s00"
+    results.close()  # stopped early
+    assert primer.ended.is_set()
+    assert judged == []
+    assert len(started) < len(todo) // 2, started
+
+
 def test_a_failed_primer_costs_no_grade(reference, tmp_path):
     """When the primer process fails, each judge computes the references it needs itself:
     slower, the same grades, and the run says why. (In its own process: the judges import
@@ -399,7 +449,7 @@ def test_a_runner_that_never_started_costs_no_grade(reference, tmp_path):
     )
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "refusing to grade: the sandbox cannot start this Python with bnlab" in proc.stderr
-    assert "/nonexistent/bin/python3" in proc.stderr  # bubblewrap's own words, passed on
+    assert "execvp /nonexistent/bin/python3: No such file" in proc.stderr  # bubblewrap's words
     assert not set(again) & set(graded(root))
 
     proc = grade_patched(

@@ -188,6 +188,78 @@ def test_the_start_signal_is_the_programs_own(tmp_path):
     assert outcome.started is None  # not asked for
 
 
+# Learner code that looks for the grader's end of the start pipe: in every process whose
+# command line carries MARKER (the grader below), each pipe opened for reading is opened again
+# through /proc and drained. Were it to succeed, the runner's "started" would be gone and the
+# submission would be a grader error, never a grade.
+MARKER = "bnlab-start-pipe-grader"
+DRAIN = f"""
+import os
+drained = []
+for pid in filter(str.isdigit, os.listdir('/proc')):
+    try:
+        if b'{MARKER}' not in open(f'/proc/{{pid}}/cmdline', 'rb').read():
+            continue
+        fds = os.listdir(f'/proc/{{pid}}/fd')
+    except OSError:
+        continue
+    for fd in fds:
+        try:
+            if not os.readlink(f'/proc/{{pid}}/fd/{{fd}}').startswith('pipe:'):
+                continue
+            info = open(f'/proc/{{pid}}/fdinfo/{{fd}}').read()
+            if int(info.split('flags:')[1].split()[0], 8) & 3:
+                continue  # a write end
+            r = os.open(f'/proc/{{pid}}/fd/{{fd}}', os.O_RDONLY | os.O_NONBLOCK)
+            drained.append(os.read(r, 64).decode())
+        except OSError:
+            pass
+print('drained', drained)
+"""
+GRADER = """
+import json, sys
+from pathlib import Path
+from bnlab.grading import sandbox
+use_sandbox, tmp = sys.argv[1] == 'sandboxed', Path(sys.argv[2])
+job_dir = tmp / 'job'
+job_dir.mkdir()
+limits = sandbox.Limits(wall_s=60, cpu_s=60)
+job = {'cells': [{'index': 0, 'kind': 'code', 'source': sys.stdin.read()}],
+       'numpy_exercise': True}
+with sandbox.output_folder(tmp / 'out', limits) as out:
+    argv = [sandbox.interpreter(), '-m', 'bnlab.grading.sandbox_runner', '-', '/out', '@FD@']
+    outcome = sandbox.run(job_dir, out, argv, limits, True, use_sandbox,
+                          stdin_data=json.dumps(job).encode(), start_token='@FD@')
+    cell = json.loads((out / 'cells' / '0.json').read_text())
+print(json.dumps({'started': outcome.started, 'stdout': cell['stdout']}))
+"""
+
+
+def test_learner_code_cannot_take_back_the_runners_start_signal(tmp_path):
+    """The real runner, with a learner cell that drains every pipe the grader holds open for
+    reading (through /proc, as the same user could): in the sandbox it finds the grader
+    nowhere (its own pid namespace, another user) and the runner's signal stands. The control,
+    unsandboxed (`--unsafe-no-sandbox`, as the README says), takes the signal back."""
+    for mode, started in (("sandboxed", True), ("unsandboxed", False)):
+        tmp = tmp_path / mode
+        tmp.mkdir()
+        proc = subprocess.run(
+            [sys.executable, "-c", GRADER, mode, str(tmp), MARKER],
+            input=DRAIN,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            cwd=REPO,
+        )
+        assert proc.returncode == 0, proc.stderr
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        if started:
+            assert result["stdout"].strip() == "drained []", result  # found nothing to read
+        else:
+            assert "'started\\n'" in result["stdout"], result  # took it back
+        assert result["started"] is started, (mode, result)
+
+
 def test_wall_time_limit(tmp_path):
     code = "while True:\n    pass\n"
     outcome, _ = run(tmp_path, code, limits=sandbox.Limits(wall_s=3, cpu_s=60))

@@ -147,6 +147,7 @@ class Priming:
                 stdout=subprocess.DEVNULL,
             )
         self._ended = self.proc is None
+        self._stopped = False  # stopped by the run: no warning then
         self._lock = threading.Lock()
 
     def running(self) -> bool:
@@ -165,7 +166,7 @@ class Priming:
                 self.proc.wait()
                 code = f"none: stopped after {PRIME_WAIT_S:.0f} s"
             self._ended = True
-        if code != 0:
+        if code != 0 and not self._stopped:
             print(
                 f"bn-course: warning: computing the references failed (exit code "
                 f"{code}); each judge computes what it needs instead",
@@ -173,6 +174,7 @@ class Priming:
             )
 
     def stop(self) -> None:
+        self._stopped = True
         if self.running():
             self.proc.kill()
             self.proc.wait()
@@ -242,7 +244,7 @@ def grade_cohort(
     cache = reference_cache(root)
     db_url = db_url or default_db(root)
     try:
-        if use_sandbox:
+        if use_sandbox and scheduler is None:  # a cluster's workers start their own
             sandbox.check_interpreter(limits)
         gb = ledger.open_gradebook(db_url)
     except BaseException:
@@ -355,23 +357,25 @@ def _local(todo: list[Task], workers: int, priming: Priming):
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
     turns = threading.BoundedSemaphore(workers)
+    stopping = threading.Event()  # the run stopped early: start nothing more
 
     def before_judge(out: Path) -> None:
-        if not priming.running():
-            priming.wait()  # says so if it failed
-            return
-        with _parking(out) as park:
-            if not park:
-                priming.wait()
-                return
-            turns.release()
-            try:
-                priming.wait()
-            finally:
-                turns.acquire()
+        if priming.running():
+            with _parking(out) as park:
+                if park:  # give up the turn meanwhile: the next sandbox runs
+                    turns.release()
+                    try:
+                        priming.wait()
+                    finally:
+                        turns.acquire()
+        priming.wait()  # at once when it has ended; says so if it failed
+        if stopping.is_set():
+            raise _Stopped
 
     def one(task: Task):
         with turns:
+            if stopping.is_set():
+                raise _Stopped
             return grade_task(task, before_judge)
 
     threads = min(len(todo), max(LOCAL_THREADS, workers))
@@ -384,7 +388,16 @@ def _local(todo: list[Task], workers: int, priming: Priming):
             except Exception as err:  # noqa: BLE001 - a grader bug must not stop the cohort
                 yield f"{futures[future].student}: {type(err).__name__}: {err}"
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)  # stopped early: no new sandbox starts
+        # Stopped early (or done): no queued submission starts a sandbox, a parked one is not
+        # judged, and the primer is stopped so that no one waits for it; sandboxes already
+        # running end within their limits.
+        stopping.set()
+        priming.stop()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _Stopped(Exception):
+    """A submission not graded because the run stopped early."""
 
 
 def reference_cache(root: Path) -> Path:

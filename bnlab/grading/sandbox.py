@@ -251,13 +251,19 @@ def check_interpreter(limits: Limits | None = None) -> None:
         with output_folder(Path(tmp) / "out", limits) as out:
             argv = [interpreter(), "-c", code, token]
             outcome = run(job, out, argv, limits, False, start_token=token)
-    if not outcome.started:
-        said = outcome.stderr.strip().splitlines()[-1:] or ["nothing on stderr"]
+    if outcome.started:
+        return
+    if outcome.timed_out:
         raise SandboxUnavailable(
-            f"the sandbox cannot start this Python with bnlab ({interpreter()}, exit code "
-            f"{outcome.returncode}: {said[0][:300]}): run bn-course from the environment it "
-            "is installed in, by the path of that environment's own folder"
+            f"the sandbox did not start this Python ({interpreter()}) within the time limit "
+            f"of {limits.wall_s:g} s: raise --time-limit, or grade on a less loaded machine"
         )
+    said = outcome.stderr.strip().splitlines()[-1:] or ["nothing on stderr"]
+    raise SandboxUnavailable(
+        f"the sandbox cannot start this Python with bnlab ({interpreter()}, exit code "
+        f"{outcome.returncode}: {said[0][:300]}): run bn-course from the environment it "
+        "is installed in, by the path of that environment's own folder"
+    )
 
 
 def _mkdirs(path: Path) -> list[str]:
@@ -408,25 +414,30 @@ def run(
             cmd = group.join_command(cmd)
         except OSError:
             group = None
-    start_r = None
+    ends: tuple[int, int] | None = None  # the start pipe, closed below on every path
     start = time.monotonic()
     try:
-        outputs = _run_watched(cmd, out, limits, stdin_data, start_token)
-        proc, timed_out, disk_limit_hit, sizes, stdout, stderr, start_r = outputs
+        if start_token is not None:
+            ends = os.pipe()  # not inherited by any other child (PEP 446)
+            cmd = [str(ends[1]) if a == start_token else a for a in cmd]
+        passed = () if ends is None else (ends[1],)
+        watched = _run_watched(cmd, out, limits, stdin_data, passed)
+        proc, timed_out, disk_limit_hit, sizes, stdout, stderr = watched
         started = None
-        if start_r is not None:
-            os.set_blocking(start_r, False)  # every writer has exited, but never wait here
+        if ends is not None:
+            os.set_blocking(ends[0], False)  # the child has exited: never wait here
             try:
-                started = os.read(start_r, 64).startswith(b"started")
-            except BlockingIOError:
+                started = os.read(ends[0], 64).startswith(b"started")
+            except BlockingIOError:  # nothing written
                 started = False
     except BaseException:
         if group is not None:
             group.remove()  # kills whatever started
         raise
     finally:
-        if start_r is not None:
-            os.close(start_r)
+        if ends is not None:
+            os.close(ends[0])
+            os.close(ends[1])
     wall = time.monotonic() - start
     usage = {}
     if group is not None:
@@ -451,11 +462,10 @@ def run(
     )
 
 
-def _run_watched(cmd, out: Path, limits: Limits, stdin_data, start_token):
-    """Start `cmd`, feed its stdin, stop it at the wall limit (and, without a tmpfs, when /out
-    passes its limits), wait for it. Returns (proc, timed_out, disk_limit_hit, sizes of stdout
-    and stderr, their tails, the start pipe's read end or None: the caller closes it)."""
-    start_r = start_w = None
+def _run_watched(cmd, out: Path, limits: Limits, stdin_data, pass_fds):
+    """Start `cmd` (passing it `pass_fds`), feed its stdin, stop it at the wall limit (and,
+    without a tmpfs, when /out passes its limits), wait for it. Returns (proc, timed_out,
+    disk_limit_hit, sizes of stdout and stderr, their tails)."""
     # stdout and stderr go to unnamed files outside /out: nothing in the sandbox can replace
     # them with a link or a FIFO, and they do not count towards /out's limits.
     with (
@@ -466,34 +476,21 @@ def _run_watched(cmd, out: Path, limits: Limits, stdin_data, start_token):
         # Unsandboxed, the child inherits the environment, minus the grader's own cache.
         env = {k: v for k, v in os.environ.items() if k != "BNLAB_REFERENCE_CACHE"}
         stdin = devnull if stdin_data is None else subprocess.PIPE
-        if start_token is not None:
-            start_r, start_w = os.pipe()  # not inherited by any other child (PEP 446)
-            cmd = [str(start_w) if a == start_token else a for a in cmd]
-        try:
-            proc = subprocess.Popen(
-                cmd,
-                stdin=stdin,
-                stdout=so,
-                stderr=se,
-                start_new_session=True,
-                env=env,
-                pass_fds=() if start_w is None else (start_w,),
-            )
-        except BaseException:
-            if start_r is not None:
-                os.close(start_r)
-            raise
-        finally:
-            if start_w is not None:
-                os.close(start_w)  # the child's copy is its own now
+        proc = subprocess.Popen(
+            cmd,
+            stdin=stdin,
+            stdout=so,
+            stderr=se,
+            start_new_session=True,
+            env=env,
+            pass_fds=pass_fds,
+        )
         try:
             timed_out, disk_limit_hit = _wait(proc, out, limits, stdin_data)
         except BaseException:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-            if start_r is not None:
-                os.close(start_r)
             raise
 
         def tail(f) -> str:
@@ -502,7 +499,7 @@ def _run_watched(cmd, out: Path, limits: Limits, stdin_data, start_token):
             return f.read().decode("utf-8", "replace")
 
         sizes = [os.fstat(f.fileno()).st_size for f in (so, se)]
-        return proc, timed_out, disk_limit_hit, sizes, tail(so), tail(se), start_r
+        return proc, timed_out, disk_limit_hit, sizes, tail(so), tail(se)
 
 
 def _wait(proc, out: Path, limits: Limits, stdin_data) -> tuple[bool, bool]:

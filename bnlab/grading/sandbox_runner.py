@@ -217,14 +217,6 @@ def _event(progress, **fields) -> None:
 def main(job_source: str, out_dir: str, start_fd: int | None = None) -> int:
     out = Path(out_dir)
     job = _read_job(job_source)
-    if start_fd is not None:
-        # To the grader, on a pipe of its own, before any learner code runs: the runner
-        # started (so a failure from here on is the submission's, not the grader's). Closed at
-        # once: learner code can neither write to it nor take it back.
-        try:
-            os.write(start_fd, b"started\n")
-        finally:
-            os.close(start_fd)
     (out / "cells").mkdir(exist_ok=True)
     progress = open(out / "progress.jsonl", "a", buffering=1)  # noqa: SIM115
     _event(progress, event="started")
@@ -248,6 +240,15 @@ def main(job_source: str, out_dir: str, start_fd: int | None = None) -> int:
     config.HistoryManager.enabled = False
     shell = InteractiveShell.instance(colors="NoColor", config=config)
     shell.showtraceback = _plain_traceback(shell)
+    if start_fd is not None:
+        # To the grader, on a pipe of its own, once the runner's own setup is done and before
+        # any learner code runs: a failure from here on is the submission's, one before it
+        # the grader's (retried, never a zero). Closed at once: learner code cannot write to
+        # it, and the read end never enters the sandbox.
+        try:
+            os.write(start_fd, b"started\n")
+        finally:
+            os.close(start_fd)
     real_stdout, real_stderr = sys.stdout, sys.stderr
     for cell in job["cells"]:
         _event(progress, cell=cell["index"], event="start", kind=cell["kind"])
