@@ -29,7 +29,7 @@ scores equal stock nbgrader's on the non-hostile submissions. Appends to bench/R
 
 `--sizes 40,120,240` measures only 2 workers against 1, at each cohort size: the run's fixed
 cost (the primer, start-up) spread over more submissions; and, in the same rounds, the
-machine's own ceiling: the same fixed CPU work in fresh processes, 1 and 2 at a time.
+machine's own 2-process ratio: the same fixed CPU work in fresh processes, 1 and 2 at a time.
 """
 
 from __future__ import annotations

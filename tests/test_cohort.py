@@ -365,7 +365,7 @@ def test_a_run_stopped_early_starts_and_judges_nothing_more(tmp_path, monkeypatc
         started.append(task.student)
         if task.student == "s00":
             return task.student  # not graded: never waits for the references
-        time.sleep(0.3)  # its sandbox
+        time.sleep(0.5)  # its sandbox
         out = tmp_path / task.student
         out.mkdir()
         before_judge(out)
@@ -418,11 +418,13 @@ def test_a_failed_primer_costs_no_grade(reference, tmp_path):
 
 def test_a_runner_that_never_started_costs_no_grade(reference, tmp_path):
     """When the sandbox cannot start the grader's runner, no learner code ran, so there is no
-    grade to record. A Python the sandbox cannot start at all (here: a path it lacks) is
-    refused before the run, in one message (`sandbox.check_interpreter`); a runner that fails
-    to start for one submission (here: a module that does not exist) makes that submission a
-    grader error, retried on the next run, never a zero. The runner says it started on a pipe
-    of its own (`sandbox.run`'s `start_token`), before any learner code. Then the same course
+    grade to record. A runner the sandbox cannot start at all (here: a Python at a path it
+    lacks, then a runner module that does not exist) is refused before the run, in one
+    message (`sandbox.check_interpreter` runs the runner on a job with no cells); a runner
+    that fails to start for one submission (here: the same missing module, past a check made
+    to pass) makes that submission a grader error, retried on the next run, never a zero. The
+    runner says it started on a pipe of its own (`sandbox.run`'s `start_token`) once its own
+    setup is done, before any learner code. Then the same course
     is graded by a Python reached through a link to its environment (a path the sandbox does
     not have either, until `sandbox.interpreter` resolves it): the grades are the reference's,
     and 02's cells still cannot import torch there (`_site_packages` resolved):
@@ -448,12 +450,25 @@ def test_a_runner_that_never_started_costs_no_grade(reference, tmp_path):
         "sandbox.interpreter = lambda: '/nonexistent/bin/python3'"
     )
     assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert "refusing to grade: the sandbox cannot start this Python with bnlab" in proc.stderr
-    assert "execvp /nonexistent/bin/python3: No such file" in proc.stderr  # bubblewrap's words
+    assert "refusing to grade: the sandbox cannot start the grader's runner" in proc.stderr
+    # the sandbox's own words: bubblewrap's (execvp), or setpriv's when the grader is root
+    assert re.search(
+        r"(execvp|failed to execute) /nonexistent/bin/python3: No such file", proc.stderr
+    ), proc.stderr
+    assert not set(again) & set(graded(root))
+
+    missing = (
+        "from bnlab.grading import grader\ngrader.RUNNER_MODULE = 'bnlab.grading.no_such_runner'"
+    )
+    proc = grade_patched(missing)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "refusing to grade: the sandbox cannot start the grader's runner" in proc.stderr
+    assert "No module named bnlab.grading.no_such_runner" in proc.stderr
     assert not set(again) & set(graded(root))
 
     proc = grade_patched(
-        "from bnlab.grading import grader\ngrader.RUNNER_MODULE = 'bnlab.grading.no_such_runner'"
+        f"{missing}\nfrom bnlab.grading import sandbox\n"
+        "sandbox.check_interpreter = lambda *a: None"
     )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert f"graded 0, not graded 0, unchanged {len(reference[1]) - 4}, grader errors 4" in (

@@ -188,17 +188,18 @@ def test_the_start_signal_is_the_programs_own(tmp_path):
     assert outcome.started is None  # not asked for
 
 
-# Learner code that looks for the grader's end of the start pipe: in every process whose
-# command line carries MARKER (the grader below), each pipe opened for reading is opened again
-# through /proc and drained. Were it to succeed, the runner's "started" would be gone and the
-# submission would be a grader error, never a grade.
+# Learner code that looks for a way to read the start pipe: every pipe that any process it
+# can see holds, read end or write end, opened again read-only through /proc and drained (only
+# the processes whose command line carries MARKER when ONLY_MARKED: the unsandboxed control,
+# which must not drain the test runner's own pipes). Were it to succeed, the runner's "started"
+# would be gone and the submission would be a grader error, never a grade.
 MARKER = "bnlab-start-pipe-grader"
 DRAIN = f"""
 import os
 drained = []
 for pid in filter(str.isdigit, os.listdir('/proc')):
     try:
-        if b'{MARKER}' not in open(f'/proc/{{pid}}/cmdline', 'rb').read():
+        if ONLY_MARKED and b'{MARKER}' not in open(f'/proc/{{pid}}/cmdline', 'rb').read():
             continue
         fds = os.listdir(f'/proc/{{pid}}/fd')
     except OSError:
@@ -207,14 +208,11 @@ for pid in filter(str.isdigit, os.listdir('/proc')):
         try:
             if not os.readlink(f'/proc/{{pid}}/fd/{{fd}}').startswith('pipe:'):
                 continue
-            info = open(f'/proc/{{pid}}/fdinfo/{{fd}}').read()
-            if int(info.split('flags:')[1].split()[0], 8) & 3:
-                continue  # a write end
             r = os.open(f'/proc/{{pid}}/fd/{{fd}}', os.O_RDONLY | os.O_NONBLOCK)
             drained.append(os.read(r, 64).decode())
         except OSError:
             pass
-print('drained', drained)
+print('drained', [x for x in drained if x])
 """
 GRADER = """
 import json, sys
@@ -236,16 +234,17 @@ print(json.dumps({'started': outcome.started, 'stdout': cell['stdout']}))
 
 
 def test_learner_code_cannot_take_back_the_runners_start_signal(tmp_path):
-    """The real runner, with a learner cell that drains every pipe the grader holds open for
-    reading (through /proc, as the same user could): in the sandbox it finds the grader
-    nowhere (its own pid namespace, another user) and the runner's signal stands. The control,
-    unsandboxed (`--unsafe-no-sandbox`, as the README says), takes the signal back."""
+    """The real runner, with a learner cell that drains every pipe it can reach through /proc:
+    in the sandbox it reaches no copy of the start pipe (its own pid namespace, another user,
+    and bubblewrap's init holds none) and the runner's signal stands. The control,
+    unsandboxed (`--unsafe-no-sandbox`, as the README says), finds the grader's read end and
+    takes the signal back."""
     for mode, started in (("sandboxed", True), ("unsandboxed", False)):
         tmp = tmp_path / mode
         tmp.mkdir()
         proc = subprocess.run(
             [sys.executable, "-c", GRADER, mode, str(tmp), MARKER],
-            input=DRAIN,
+            input=f"ONLY_MARKED = {not started}\n{DRAIN}",
             capture_output=True,
             text=True,
             timeout=180,

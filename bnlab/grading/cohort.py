@@ -245,7 +245,7 @@ def grade_cohort(
     db_url = db_url or default_db(root)
     try:
         if use_sandbox and scheduler is None:  # a cluster's workers start their own
-            sandbox.check_interpreter(limits)
+            sandbox.check_interpreter(limits, grader.RUNNER_MODULE)
         gb = ledger.open_gradebook(db_url)
     except BaseException:
         priming.stop()

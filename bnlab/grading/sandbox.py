@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
+import json
 import os
 import shutil
 import signal
@@ -234,23 +235,23 @@ def learner_side() -> list[Path]:
     ]
 
 
-def check_interpreter(limits: Limits | None = None) -> None:
-    """Raise SandboxUnavailable, in words, when the sandbox cannot start this Python with the
-    course package (the grader started through a path the sandbox lacks, say): one clear
-    refusal before a run, rather than a grader error for every submission in it."""
+def check_interpreter(
+    limits: Limits | None = None, runner: str = "bnlab.grading.sandbox_runner"
+) -> None:
+    """Raise SandboxUnavailable, in words, when the sandbox cannot start the grader's runner
+    with this Python (the grader started through a path the sandbox lacks, a package the
+    runner needs missing there, say): one clear refusal before a run, rather than a grader
+    error for every submission in it. The check is the runner itself on a job with no cells,
+    so it gets as far as a submission's runner does before it says "started"."""
     limits = limits or Limits()
     token = "@START_FD@"
-    code = (
-        "import os, sys\n"
-        "import bnlab.grading.sandbox_runner\n"
-        "os.write(int(sys.argv[1]), b'started')\n"
-    )
+    empty = json.dumps({"cells": [], "numpy_exercise": False}).encode()
     with tempfile.TemporaryDirectory(prefix="bnlab-check-") as tmp:
         job = Path(tmp) / "job"
         job.mkdir()
         with output_folder(Path(tmp) / "out", limits) as out:
-            argv = [interpreter(), "-c", code, token]
-            outcome = run(job, out, argv, limits, False, start_token=token)
+            argv = [interpreter(), "-m", runner, "-", "/out", token]
+            outcome = run(job, out, argv, limits, False, stdin_data=empty, start_token=token)
     if outcome.started:
         return
     if outcome.timed_out:
@@ -260,7 +261,7 @@ def check_interpreter(limits: Limits | None = None) -> None:
         )
     said = outcome.stderr.strip().splitlines()[-1:] or ["nothing on stderr"]
     raise SandboxUnavailable(
-        f"the sandbox cannot start this Python with bnlab ({interpreter()}, exit code "
+        f"the sandbox cannot start the grader's runner ({interpreter()} -m {runner}, exit code "
         f"{outcome.returncode}: {said[0][:300]}): run bn-course from the environment it "
         "is installed in, by the path of that environment's own folder"
     )
