@@ -347,22 +347,22 @@ def ratio_line(runs: dict[str, list[float]], a: str, b: str) -> str:
     return f"{med:.2f}x (per round {min(per_round):.2f}-{max(per_round):.2f}x)"
 
 
-CEILING_JOBS = 24
-CEILING_WORK = "s = 0\nfor i in range(3_000_000):\n    s += i * i\n"  # about 0.3 s of CPU
+MACHINE_JOBS = 24
+MACHINE_WORK = "s = 0\nfor i in range(3_000_000):\n    s += i * i\n"  # about 0.3 s of CPU
 
 
-def ceiling_once(width: int) -> float:
-    """Wall seconds for CEILING_JOBS fresh Python processes of fixed CPU work, `width` at a
+def machine_once(width: int) -> float:
+    """Wall seconds for MACHINE_JOBS fresh Python processes of fixed CPU work, `width` at a
     time: what this machine gives two independent processes at once, with no grading in it
     (no shared state, no I/O), measured in the same rounds as the grading runs."""
     from concurrent.futures import ThreadPoolExecutor
 
     def job(_):
-        subprocess.run([sys.executable, "-c", CEILING_WORK], check=True)
+        subprocess.run([sys.executable, "-c", MACHINE_WORK], check=True)
 
     start = time.perf_counter()
     with ThreadPoolExecutor(width) as pool:
-        list(pool.map(job, range(CEILING_JOBS)))
+        list(pool.map(job, range(MACHINE_JOBS)))
     return time.perf_counter() - start
 
 
@@ -372,15 +372,15 @@ def scaling(sizes: list[int], reps: int) -> None:
     primer, start-up) is spread over more submissions."""
     base = Path(tempfile.mkdtemp(prefix="bnlab-bench-scaling-"))
     runs: dict[int, dict[str, list[float]]] = {n: {"w1": [], "w2": []} for n in sizes}
-    ceiling: dict[str, list[float]] = {"w1": [], "w2": []}
+    machine: dict[str, list[float]] = {"w1": [], "w2": []}
     try:
         for rep in range(reps):
             order = (("w1", 1), ("w2", 2))
-            for k, w in order if rep % 2 == 0 else order[::-1]:
-                ceiling[k].append(ceiling_once(w))
+            order = order if rep % 2 == 0 else order[::-1]  # alternate who goes first
+            for k, w in order:
+                machine[k].append(machine_once(w))
             for n in sizes:
-                order = (("w1", 1), ("w2", 2))
-                for k, w in order if rep % 2 == 0 else order[::-1]:  # alternate who goes first
+                for k, w in order:
                     root = base / f"{k}-{n}-{rep}"
                     make_root(root, n)
                     runs[n][k].append(grade_once(root, w))
@@ -407,10 +407,10 @@ def scaling(sizes: list[int], reps: int) -> None:
             f"| {ratio_line(r, 'w1', 'w2')} |"
         )
     lines += [
-        f"| the machine: {CEILING_JOBS} processes of fixed CPU work, 1 vs 2 at a time "
-        f"| {statistics.median(ceiling['w1']):.1f} | {spread(ceiling['w1'])} "
-        f"| {statistics.median(ceiling['w2']):.1f} | {spread(ceiling['w2'])} "
-        f"| {ratio_line(ceiling, 'w1', 'w2')} |",
+        f"| the machine: {MACHINE_JOBS} processes of fixed CPU work, 1 vs 2 at a time "
+        f"| {statistics.median(machine['w1']):.1f} | {spread(machine['w1'])} "
+        f"| {statistics.median(machine['w2']):.1f} | {spread(machine['w2'])} "
+        f"| {ratio_line(machine, 'w1', 'w2')} |",
         "",
     ]
     with (REPO / "bench" / "RESULTS.md").open("a") as f:

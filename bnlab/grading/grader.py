@@ -418,17 +418,15 @@ def grade_submission(
         job_dir.mkdir()
         # The job (cells, checks, this run's input seeds) goes through the runner's stdin,
         # read before any learner code runs: no file in the sandbox holds it.
-        token = "@START_FD@"
-        argv = [sandbox.interpreter(), "-m", RUNNER_MODULE, "-", "/out", token]
         outcome = sandbox.run(
             job_dir,
             out,
-            argv,
+            sandbox.runner_argv(RUNNER_MODULE),
             limits,
             job["numpy_exercise"],
             use_sandbox,
             stdin_data=json.dumps(job).encode("utf-8"),
-            start_token=token,
+            start_token=sandbox.START_TOKEN,
         )
         if not outcome.started:
             # No learner code ran: the grader's environment failed (no interpreter in the

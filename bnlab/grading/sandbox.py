@@ -235,23 +235,27 @@ def learner_side() -> list[Path]:
     ]
 
 
-def check_interpreter(
-    limits: Limits | None = None, runner: str = "bnlab.grading.sandbox_runner"
-) -> None:
+START_TOKEN = "@START_FD@"  # in a runner's argv: replaced by the start pipe's fd (`run`)
+
+
+def runner_argv(module: str) -> list[str]:
+    """The command a sandbox runs: the grader's runner `module`, its job on stdin, /out."""
+    return [interpreter(), "-m", module, "-", "/out", START_TOKEN]
+
+
+def check_interpreter(limits: Limits, runner: str) -> None:
     """Raise SandboxUnavailable, in words, when the sandbox cannot start the grader's runner
     with this Python (the grader started through a path the sandbox lacks, a package the
     runner needs missing there, say): one clear refusal before a run, rather than a grader
     error for every submission in it. The check is the runner itself on a job with no cells,
     so it gets as far as a submission's runner does before it says "started"."""
-    limits = limits or Limits()
-    token = "@START_FD@"
     empty = json.dumps({"cells": [], "numpy_exercise": False}).encode()
     with tempfile.TemporaryDirectory(prefix="bnlab-check-") as tmp:
         job = Path(tmp) / "job"
         job.mkdir()
         with output_folder(Path(tmp) / "out", limits) as out:
-            argv = [interpreter(), "-m", runner, "-", "/out", token]
-            outcome = run(job, out, argv, limits, False, stdin_data=empty, start_token=token)
+            argv = runner_argv(runner)
+            outcome = run(job, out, argv, limits, False, stdin_data=empty, start_token=START_TOKEN)
     if outcome.started:
         return
     if outcome.timed_out:
