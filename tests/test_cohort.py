@@ -195,10 +195,21 @@ def test_kill_9_mid_batch_then_resume(reference, tmp_path):
             else:
                 assert all(s is None for s in scores), student
 
+    # What the kill left in the temporary folder: the killed grader's work folders, with the
+    # /out tmpfs of the submissions it was running or holding for their judge still mounted.
+    import tempfile
+
+    from bnlab.grading import sandbox
+
+    left = sorted(Path(tempfile.gettempdir()).glob(f"{sandbox.WORK_PREFIX}{proc.pid}-*"))
+    assert left, "the killed grader left no work folder: the sweep below is not tested"
     rerun = grade(root, "--workers", "1", "--no-feedback")
     assert f"unchanged {done}," in rerun.stdout
     assert f"graded {len(students) - done}," in rerun.stdout
     assert graded(root) == reference[2]
+    # ... which the next grading run removed, unmounting what was mounted.
+    assert not any(os.path.lexists(p) for p in left)
+    assert not any(sandbox._mounts_under(p) for p in left)
 
 
 def test_postgres_gradebook(reference, tmp_path, pg_url, monkeypatch):  # noqa: F811

@@ -612,6 +612,57 @@ def test_groups_of_a_dead_grader_are_swept_and_a_live_ones_kept():
         stale.remove()
 
 
+KILLED_GRADER = """
+import os, signal, sys, tempfile
+from pathlib import Path
+from bnlab.grading import sandbox
+tmp = tempfile.mkdtemp(prefix=sandbox.work_prefix(), dir=sys.argv[1])
+with sandbox.output_folder(Path(tmp) / "out", sandbox.Limits()) as out:
+    (out / "probe.bin").write_bytes(os.urandom(1 << 20))
+    print(tmp, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)  # no cleanup runs
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the /out tmpfs is mounted as root only")
+def test_what_a_killed_grader_left_mounted_is_swept_and_a_live_ones_kept(tmp_path):
+    """A grader killed with kill -9 (or by the out-of-memory killer) leaves its work folder and
+    the /out tmpfs mounted in it, whose files stay in memory: the next grading process
+    unmounts and removes them, and leaves alone those of graders that still run."""
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_GRADER, str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert killed.returncode == -9, killed.stderr
+    stale = Path(killed.stdout.strip())
+    owner = sandbox._work_owner(stale.name)  # the killed grader's pid, in the name
+    assert owner is not None and not cgroups.pid_alive(owner)
+    assert sandbox._mounts_under(stale) == [str(stale / "out")]  # what the kill left
+    (tmp_path / "bnlab-grade-notapid").mkdir()  # not a grader's name: left alone
+    alive = subprocess.Popen(["sleep", "60"])  # a grader that still runs, by its pid
+    theirs = tmp_path / f"{sandbox.WORK_PREFIX}{alive.pid}-x"
+    ours = tmp_path / f"{sandbox.work_prefix()}y"
+    try:
+        for folder in (theirs, ours):
+            folder.mkdir()
+        with sandbox.output_folder(theirs / "out", sandbox.Limits()):
+            assert sandbox.sweep_stale_work(tmp_path) == [stale]
+            assert not stale.exists() and sandbox._mounts_under(stale) == []
+            assert sandbox._mounts_under(theirs) == [str(theirs / "out")]
+            assert ours.exists() and (tmp_path / "bnlab-grade-notapid").exists()
+            alive.kill()
+            alive.wait()
+            sandbox.subprocess.run(["umount", "-l", str(theirs / "out")], check=True)
+            assert sandbox.sweep_stale_work(tmp_path) == [theirs]  # now it is a dead one's
+    finally:
+        alive.kill()
+        for folder in (theirs, stale):
+            subprocess.run(["umount", "-l", str(folder / "out")], capture_output=True)
+
+
 def test_runner_ends_without_running_learner_exit_handlers(tmp_path):
     """The runner ends with os._exit once its files are written: an atexit handler or finalizer
     a learner cell registered never runs after the notebook "finished" (and torch's teardown,

@@ -53,7 +53,7 @@ def _v2_ok() -> bool:
     return {"memory", "pids", "cpu"} <= have
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -72,7 +72,7 @@ def sweep_stale(version: str) -> list[Path]:
     for parent in parents:
         for d in parent.glob(f"{PREFIX}-*-*"):
             parts = d.name.split("-")
-            if len(parts) == 3 and parts[1].isdigit() and not _pid_alive(int(parts[1])):
+            if len(parts) == 3 and parts[1].isdigit() and not pid_alive(int(parts[1])):
                 stale.setdefault(d.name, []).append(d)
     removed = []
     for dirs in stale.values():

@@ -411,7 +411,7 @@ def grade_submission(
             notes.append(f"timestamp.txt ignored: {err}")
 
     with (
-        tempfile.TemporaryDirectory(prefix="bnlab-grade-") as tmp,
+        tempfile.TemporaryDirectory(prefix=sandbox.work_prefix()) as tmp,
         sandbox.output_folder(Path(tmp) / "out", limits) as out,
     ):
         job_dir = Path(tmp) / "job"

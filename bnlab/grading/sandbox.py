@@ -24,8 +24,10 @@ import functools
 import itertools
 import json
 import os
+import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -139,12 +141,84 @@ def _mount_tmpfs(path: Path, limits: Limits) -> bool:
     return done.returncode == 0
 
 
+WORK_PREFIX = "bnlab-grade-"
+
+
+def work_prefix() -> str:
+    """The name prefix of this process's temporary grading folders (`WORK_PREFIX` and the
+    pid), by which a later grading process tells a dead one's leftovers (`sweep_stale_work`)."""
+    return f"{WORK_PREFIX}{os.getpid()}-"
+
+
+def _work_owner(name: str) -> int | None:
+    pid, sep, _ = name[len(WORK_PREFIX) :].partition("-")
+    return int(pid) if name.startswith(WORK_PREFIX) and sep and pid.isdigit() else None
+
+
+def _unescape_mount_path(field: str) -> str:
+    # /proc/self/mountinfo writes space, tab, newline and backslash as \ooo (octal)
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def _mounts_under(folder: Path) -> list[str]:
+    """Mount points strictly below `folder` in this process's mount namespace."""
+    inside = str(folder).rstrip("/") + "/"
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return []
+    points = (_unescape_mount_path(line.split()[4]) for line in lines if line.count(" ") >= 4)
+    return [p for p in points if p.startswith(inside)]
+
+
+def sweep_stale_work(tmp: Path | None = None) -> list[Path]:
+    """Remove what grading processes that no longer run left in the temporary folder: their
+    work folders (named `work_prefix()`) and the /out tmpfs mounted in them. A grader killed
+    with SIGKILL or by the out-of-memory killer never runs its cleanup, and a tmpfs keeps its
+    files in memory until it is unmounted. Only folders this user owns, that are not links,
+    whose pid no longer exists, are touched; pids are assumed to be of one pid namespace per
+    temporary folder, as the cgroup names are (`cgroups.sweep_stale`). Returns the folders
+    removed."""
+    tmp = Path(tmp or tempfile.gettempdir())
+    removed = []
+    try:
+        entries = list(os.scandir(tmp))
+    except OSError:
+        return removed
+    for entry in entries:
+        pid = _work_owner(entry.name)
+        if pid is None or pid == os.getpid() or cgroups.pid_alive(pid):
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+            continue
+        folder = Path(entry.path)
+        for point in sorted(_mounts_under(folder), reverse=True):  # the deepest first
+            subprocess.run(["umount", "-l", point], stdin=subprocess.DEVNULL, capture_output=True)
+        if _mounts_under(folder):
+            continue  # never delete through a mount that is still there
+        shutil.rmtree(folder, ignore_errors=True)
+        if not os.path.lexists(folder):
+            removed.append(folder)
+    return removed
+
+
+@functools.cache
+def _swept_once() -> list[Path]:
+    return sweep_stale_work()
+
+
 @contextlib.contextmanager
 def output_folder(path: Path, limits: Limits) -> Iterator[Path]:
     """The submission's /out: as root a tmpfs of `limits.out_bytes` and `limits.out_files`
     (a write past either fails with ENOSPC, and its pages count towards the submission's
     memory cgroup); otherwise a plain folder that `run` watches and stops the submission when
-    it grows past the limits. Unmounted (and so emptied) on exit."""
+    it grows past the limits. Unmounted (and so emptied) on exit. The first call in a process
+    sweeps what dead grading processes left (`sweep_stale_work`)."""
+    _swept_once()
     path.mkdir()
     mounted = bool(limits.out_bytes) and _mount_tmpfs(path, limits)
     try:
@@ -250,7 +324,7 @@ def check_interpreter(limits: Limits, runner: str) -> None:
     error for every submission in it. The check is the runner itself on a job with no cells,
     so it gets as far as a submission's runner does before it says "started"."""
     empty = json.dumps({"cells": [], "numpy_exercise": False}).encode()
-    with tempfile.TemporaryDirectory(prefix="bnlab-check-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=work_prefix()) as tmp:
         job = Path(tmp) / "job"
         job.mkdir()
         with output_folder(Path(tmp) / "out", limits) as out:
