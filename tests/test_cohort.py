@@ -339,9 +339,9 @@ def test_a_waiting_submission_holds_its_out_only_within_a_budget(tmp_path, monke
     for folder, size in ((small, 1000), (big, 4 * 2**20)):
         folder.mkdir()
         (folder / "arrays.npz").write_bytes(os.urandom(size))
-    cohort_mod._wait_primed("e", small)
+    cohort_mod._wait_primed("e", None, small)
     assert calls == ["secede", "rejoin"] and cohort_mod._parked == 0
-    cohort_mod._wait_primed("e", big)
+    cohort_mod._wait_primed("e", None, big)
     assert calls == ["secede", "rejoin"]  # waited on its thread
     assert len(_FakeEvent.waits) == 2
 
@@ -392,6 +392,89 @@ def test_a_run_stopped_early_starts_and_judges_nothing_more(tmp_path, monkeypatc
     assert primer.ended.is_set()
     assert judged == []
     assert len(started) < len(todo) // 2, started
+
+
+class _PrimerThatFailsTheRun:
+    """A primer still running when the run stops (Ctrl-C, the gradebook failing): its wait
+    raises once `parked` submissions wait for it, or after 20 s."""
+
+    def __init__(self, marks: Path, parked: int):
+        self.marks, self.parked, self.stopped = marks, parked, False
+
+    def running(self) -> bool:
+        return not self.stopped
+
+    def wait(self) -> None:
+        deadline = time.monotonic() + 20
+        while len(list(self.marks.glob("parked-*"))) < self.parked:
+            assert time.monotonic() < deadline, "no submission waited for the references"
+            time.sleep(0.05)
+        raise RuntimeError("the run stopped")
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+# Installed in each Dask worker process (`Client.run`): a grade_submission whose "sandbox" is
+# a short sleep and that marks, in MARKS, each step a submission reaches.
+FAKE_GRADING = """
+import time
+from pathlib import Path
+from bnlab.grading import cohort
+marks = Path(MARKS)
+
+def fake_grade(folder, student, *args):
+    before_judge = args[-1]
+    (marks / f"started-{student}").touch()
+    try:
+        time.sleep(0.3)  # its sandbox
+        out = marks / student
+        out.mkdir()
+        (marks / f"parked-{student}").touch()
+        before_judge(out)
+        (marks / f"judged-{student}").touch()
+        return student
+    finally:
+        (marks / f"ended-{student}").touch()
+
+cohort.grader.grade_submission = fake_grade
+cohort.PRIME_WAIT_S = 60.0
+"""
+
+
+def test_a_run_stopped_early_on_a_dask_cluster_leaves_nothing_waiting(tmp_path):
+    """`--scheduler` stopped while the primer runs: the tasks waiting on the workers for the
+    references end at once without a judge (before, each held its /out on its worker for up to
+    PRIME_WAIT_S and was then judged anyway), and queued ones start nothing. The workers are
+    processes of their own, as on a cluster."""
+    from distributed import Client, LocalCluster
+
+    from bnlab.grading import cohort as cohort_mod
+
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    todo = [
+        cohort_mod.Task(str(marks), f"s{i:02d}", STEM, {}, {}, None, True, "d") for i in range(12)
+    ]
+
+    def seen(step: str) -> set[str]:
+        return {p.name.split("-")[1] for p in marks.glob(f"{step}-*")}
+
+    with LocalCluster(
+        n_workers=1, threads_per_worker=2, processes=True, dashboard_address=None
+    ) as cluster:
+        with Client(cluster.scheduler_address) as client:
+            client.run(exec, FAKE_GRADING, {"MARKS": str(marks)})
+        primer = _PrimerThatFailsTheRun(marks, parked=4)
+        with pytest.raises(RuntimeError, match="the run stopped"):
+            list(cohort_mod._run(todo, None, cluster.scheduler_address, False, primer))
+        deadline = time.monotonic() + 15
+        while seen("started") - seen("ended") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not seen("started") - seen("ended"), "still waiting on the worker"
+        assert seen("judged") == set()
+        time.sleep(1)  # what was queued stays unstarted
+        assert 4 <= len(seen("started")) < len(todo), seen("started")
 
 
 def test_a_failed_primer_costs_no_grade(reference, tmp_path):

@@ -55,6 +55,7 @@ class Task:
     reference_cache: str | None = None
     run_seed: int | None = None
     primed_event: str | None = None  # a Dask Event set once the references are computed
+    stop_event: str | None = None  # a Dask Event set when the run stops: start or judge nothing
 
 
 # The fewest students one nbgrader generate_feedback process is started for.
@@ -67,8 +68,13 @@ def grade_task(task: Task, before_judge=None) -> grader.SubmissionResult:
     """What a worker runs: grade one submission (the worker is trusted grader code)."""
     if task.reference_cache and Path(task.reference_cache).is_dir():
         os.environ[refcache.ENV] = task.reference_cache  # a shared folder, on a cluster
+    if task.stop_event:
+        from distributed import Event
+
+        if Event(task.stop_event).is_set():  # the run stopped before this task started
+            raise _Stopped
     if before_judge is None and task.primed_event:
-        before_judge = functools.partial(_wait_primed, task.primed_event)
+        before_judge = functools.partial(_wait_primed, task.primed_event, task.stop_event)
     return grader.grade_submission(
         Path(task.folder),
         task.student,
@@ -110,24 +116,27 @@ def _parking(out: Path):
                 _parked -= size
 
 
-def _wait_primed(name: str, out: Path) -> None:
+def _wait_primed(name: str, stop: str | None, out: Path) -> None:
     """In a Dask task: wait for the run's references outside the worker's thread pool (the
     worker starts the next submission's sandbox meanwhile), then take a thread back; on the
-    worker's thread instead when the /out held meanwhile would pass PARK_BYTES."""
+    worker's thread instead when the /out held meanwhile would pass PARK_BYTES. A run that
+    stopped meanwhile (its `stop` Event set, and the references' Event with it, to wake the
+    waiting) is not judged: `_Stopped`."""
     from distributed import Event, rejoin, secede
 
     event = Event(name)
-    if event.is_set():
-        return
-    with _parking(out) as park:
-        if not park:
-            event.wait(PRIME_WAIT_S)
-            return
-        secede()
-        try:
-            event.wait(PRIME_WAIT_S)
-        finally:
-            rejoin()
+    if not event.is_set():
+        with _parking(out) as park:
+            if not park:
+                event.wait(PRIME_WAIT_S)
+            else:
+                secede()
+                try:
+                    event.wait(PRIME_WAIT_S)
+                finally:
+                    rejoin()
+    if stop and Event(stop).is_set():
+        raise _Stopped
 
 
 PRIMER = [sys.executable, "-m", "bnlab.grading.primer"]  # + ROOT ASSIGNMENT SEED
@@ -317,11 +326,16 @@ def _run(todo: list[Task], workers, scheduler, progress: bool, priming: Priming)
         from distributed import Client, Event, as_completed
 
         client = Client(scheduler)
+        event = stop = None
         try:
-            event = None
             if priming.running():
-                event = Event(f"bnlab-primed-{secrets.token_hex(8)}", client=client)
-                todo = [dataclasses.replace(t, primed_event=event.name) for t in todo]
+                run = secrets.token_hex(8)
+                event = Event(f"bnlab-primed-{run}", client=client)
+                stop = Event(f"bnlab-stopped-{run}", client=client)
+                todo = [
+                    dataclasses.replace(t, primed_event=event.name, stop_event=stop.name)
+                    for t in todo
+                ]
             futures = {client.submit(grade_task, t, pure=False): t for t in todo}
             priming.wait()  # meanwhile the workers run sandboxes
             if event is not None:
@@ -334,6 +348,13 @@ def _run(todo: list[Task], workers, scheduler, progress: bool, priming: Priming)
                     yield f"{task.student}: {type(err).__name__}: {err}"
                 bar.update(1)
         finally:
+            if stop is not None:
+                # Stopped early (Ctrl-C while the primer runs, the gradebook failing), or done:
+                # tasks waiting for the references wake and end without a judge, instead of
+                # holding their /out on the workers for up to PRIME_WAIT_S; queued ones start
+                # nothing (and are released with the client).
+                stop.set()
+                event.set()
             client.close()
     finally:
         bar.close()
