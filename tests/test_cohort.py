@@ -162,7 +162,11 @@ def test_kill_9_mid_batch_then_resume(reference, tmp_path):
     root = tmp_path / "course"
     students = make_cohort(root)
     db = root / "gradebook.db"
-    env = {**os.environ, "BNLAB_COURSE_ROOT": str(root)}
+    # A temporary folder of this test's own: no other test's grading process (each sweeps the
+    # folder it uses) can remove what the killed grader leaves before this test looks at it.
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {**os.environ, "BNLAB_COURSE_ROOT": str(root), "TMPDIR": str(tmp)}
     proc = subprocess.Popen(
         [BN_COURSE, "grade", STEM, "--workers", "1", "--no-feedback", "--no-progress"],
         cwd=REPO,
@@ -176,6 +180,11 @@ def test_kill_9_mid_batch_then_resume(reference, tmp_path):
         time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    from bnlab.grading import sandbox
+
+    # What the kill left: the killed grader's work folders, with the /out tmpfs of the
+    # submissions it was running or holding for their judge still mounted.
+    left = sorted(tmp.glob(f"{sandbox.WORK_PREFIX}{proc.pid}-*"))
     done = _ledger_count(db)
     assert 4 <= done < len(students), "the kill did not land mid-batch"
 
@@ -195,15 +204,8 @@ def test_kill_9_mid_batch_then_resume(reference, tmp_path):
             else:
                 assert all(s is None for s in scores), student
 
-    # What the kill left in the temporary folder: the killed grader's work folders, with the
-    # /out tmpfs of the submissions it was running or holding for their judge still mounted.
-    import tempfile
-
-    from bnlab.grading import sandbox
-
-    left = sorted(Path(tempfile.gettempdir()).glob(f"{sandbox.WORK_PREFIX}{proc.pid}-*"))
     assert left, "the killed grader left no work folder: the sweep below is not tested"
-    rerun = grade(root, "--workers", "1", "--no-feedback")
+    rerun = run_course("grade", STEM, "--no-progress", "--workers", "1", "--no-feedback", env=env)
     assert f"unchanged {done}," in rerun.stdout
     assert f"graded {len(students) - done}," in rerun.stdout
     assert graded(root) == reference[2]

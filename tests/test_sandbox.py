@@ -641,7 +641,14 @@ def test_what_a_killed_grader_left_mounted_is_swept_and_a_live_ones_kept(tmp_pat
     owner = sandbox._work_owner(stale.name)  # the killed grader's pid, in the name
     assert owner is not None and not cgroups.pid_alive(owner)
     assert sandbox._mounts_under(stale) == [str(stale / "out")]  # what the kill left
-    (tmp_path / "bnlab-grade-notapid").mkdir()  # not a grader's name: left alone
+    # Names any local user can make in a shared temporary folder: not a grader's (left alone,
+    # and never an error that would stop grading), and a link named as a dead grader's.
+    odd = [f"{sandbox.WORK_PREFIX}{x}-x" for x in ("notapid", "\u00b2", "9" * 20)]
+    for name in odd:
+        (tmp_path / name).mkdir()
+    target = tmp_path / "target"
+    target.mkdir()
+    (tmp_path / f"{sandbox.WORK_PREFIX}{owner}-link").symlink_to(target)
     alive = subprocess.Popen(["sleep", "60"])  # a grader that still runs, by its pid
     theirs = tmp_path / f"{sandbox.WORK_PREFIX}{alive.pid}-x"
     ours = tmp_path / f"{sandbox.work_prefix()}y"
@@ -652,13 +659,16 @@ def test_what_a_killed_grader_left_mounted_is_swept_and_a_live_ones_kept(tmp_pat
             assert sandbox.sweep_stale_work(tmp_path) == [stale]
             assert not stale.exists() and sandbox._mounts_under(stale) == []
             assert sandbox._mounts_under(theirs) == [str(theirs / "out")]
-            assert ours.exists() and (tmp_path / "bnlab-grade-notapid").exists()
+            assert ours.exists() and all((tmp_path / name).exists() for name in odd)
+            assert (tmp_path / f"{sandbox.WORK_PREFIX}{owner}-link").is_symlink()
+            assert target.exists()
             alive.kill()
             alive.wait()
-            sandbox.subprocess.run(["umount", "-l", str(theirs / "out")], check=True)
+            subprocess.run(["umount", "-l", str(theirs / "out")], check=True)
             assert sandbox.sweep_stale_work(tmp_path) == [theirs]  # now it is a dead one's
     finally:
         alive.kill()
+        alive.wait()
         for folder in (theirs, stale):
             subprocess.run(["umount", "-l", str(folder / "out")], capture_output=True)
 

@@ -348,14 +348,18 @@ def _run(todo: list[Task], workers, scheduler, progress: bool, priming: Priming)
                     yield f"{task.student}: {type(err).__name__}: {err}"
                 bar.update(1)
         finally:
-            if stop is not None:
-                # Stopped early (Ctrl-C while the primer runs, the gradebook failing), or done:
-                # tasks waiting for the references wake and end without a judge, instead of
-                # holding their /out on the workers for up to PRIME_WAIT_S; queued ones start
-                # nothing (and are released with the client).
-                stop.set()
-                event.set()
-            client.close()
+            try:
+                if stop is not None:
+                    # Stopped early (Ctrl-C while the primer runs, the gradebook failing), or
+                    # done: tasks waiting for the references wake and end without a judge,
+                    # instead of holding their /out on the workers for up to PRIME_WAIT_S;
+                    # queued ones start nothing (and are released with the client).
+                    stop.set()
+                    event.set()
+            except Exception:  # noqa: BLE001, S110 - the scheduler gone: nothing waits on it
+                pass
+            finally:
+                client.close()
     finally:
         bar.close()
 

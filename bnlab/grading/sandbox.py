@@ -151,8 +151,12 @@ def work_prefix() -> str:
 
 
 def _work_owner(name: str) -> int | None:
+    """The pid in a work folder's name, or None when the name is not one (any local user can
+    create such names in a shared temporary folder: `²` or 20 digits must not raise)."""
     pid, sep, _ = name[len(WORK_PREFIX) :].partition("-")
-    return int(pid) if name.startswith(WORK_PREFIX) and sep and pid.isdigit() else None
+    if not (name.startswith(WORK_PREFIX) and sep and 0 < len(pid) <= 9):
+        return None
+    return int(pid) if pid.isascii() and pid.isdigit() else None
 
 
 def _unescape_mount_path(field: str) -> str:
@@ -161,8 +165,9 @@ def _unescape_mount_path(field: str) -> str:
 
 
 def _mounts_under(folder: Path) -> list[str]:
-    """Mount points strictly below `folder` in this process's mount namespace."""
-    inside = str(folder).rstrip("/") + "/"
+    """Mount points strictly below `folder` in this process's mount namespace (which lists
+    them with links resolved, so `folder` is resolved too)."""
+    inside = os.path.realpath(folder).rstrip("/") + "/"
     try:
         lines = Path("/proc/self/mountinfo").read_text().splitlines()
     except OSError:
@@ -187,13 +192,13 @@ def sweep_stale_work(tmp: Path | None = None) -> list[Path]:
         return removed
     for entry in entries:
         pid = _work_owner(entry.name)
-        if pid is None or pid == os.getpid() or cgroups.pid_alive(pid):
+        if pid is None or pid == os.getpid():
             continue
         try:
             st = entry.stat(follow_symlinks=False)
         except OSError:
             continue
-        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or cgroups.pid_alive(pid):
             continue
         folder = Path(entry.path)
         for point in sorted(_mounts_under(folder), reverse=True):  # the deepest first
@@ -208,7 +213,11 @@ def sweep_stale_work(tmp: Path | None = None) -> list[Path]:
 
 @functools.cache
 def _swept_once() -> list[Path]:
-    return sweep_stale_work()
+    try:
+        return sweep_stale_work()
+    except Exception as err:  # noqa: BLE001 - cleaning up must never stop grading
+        print(f"bn-course: warning: sweeping dead graders' folders failed: {err}", file=sys.stderr)
+        return []
 
 
 @contextlib.contextmanager
