@@ -214,6 +214,58 @@ def test_kill_9_mid_batch_then_resume(reference, tmp_path):
     assert not any(sandbox._mounts_under(p) for p in left)
 
 
+def test_ctrl_c_stops_the_running_sandbox_at_once_and_loses_nothing(reference, tmp_path):
+    """Ctrl-C (SIGINT) while a submission's code sleeps: the run ends within seconds instead of
+    waiting out that sandbox's time limit (120 s), records nothing for it, and the next run
+    grades what the first left, as a run without the stop would have."""
+    from corpus_tools import answer_cells
+
+    root = tmp_path / "course"
+    students = make_cohort(root)
+    first, source = next(iter(answer_cells(STEM).items()))
+    sleeper = root / "submitted" / "zz_sleeper" / STEM
+    sleeper.mkdir(parents=True)
+    # It says from its /out (a folder of the host, in this test's TMPDIR) that it sleeps.
+    code = "import time\nopen('/out/sleeping', 'w').close()\ntime.sleep(300)\n"
+    (sleeper / f"{STEM}.ipynb").write_text(json.dumps(submission(STEM, {first: code + source})))
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {**os.environ, **env_of(root), "TMPDIR": str(tmp)}
+    proc = subprocess.Popen(
+        [BN_COURSE, "grade", STEM, "--workers", "1", "--no-feedback", "--no-progress"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 300
+    while not list(tmp.glob("*/out/sleeping")) and time.monotonic() < deadline:
+        assert proc.poll() is None, "the run ended before the sleeper slept"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    sent = time.monotonic()
+    proc.wait(150)
+    assert time.monotonic() - sent < 10, "the run waited for the sleeping sandbox"
+    assert proc.returncode != 0
+    before = graded(root)
+    assert "zz_sleeper" not in before
+    rerun = run_course(
+        "grade",
+        STEM,
+        "--no-progress",
+        "--workers",
+        "1",
+        "--no-feedback",
+        "--time-limit",
+        "10",
+        env=env,
+    )
+    assert f"unchanged {len(before)}," in rerun.stdout, rerun.stdout
+    after = graded(root)
+    assert {s: after[s] for s in students} == reference[2]
+    assert after["zz_sleeper"][:3] == ("graded", "", 0)  # its time limit reached, this time
+
+
 def test_postgres_gradebook(reference, tmp_path, pg_url, monkeypatch):  # noqa: F811
     monkeypatch.setenv("PATH", f"{Path(os.sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     root = tmp_path / "course"
@@ -372,10 +424,11 @@ def test_a_run_stopped_early_starts_and_judges_nothing_more(tmp_path, monkeypatc
     still ran its sandbox and was judged."""
     from bnlab.grading import cohort as cohort_mod
 
-    started, judged = [], []
+    started, judged, cancels = [], [], []
 
-    def fake_grade(task, before_judge):
+    def fake_grade(task, before_judge, cancel):
         started.append(task.student)
+        cancels.append(cancel)
         if task.student == "s00":
             return task.student  # not graded: never waits for the references
         time.sleep(0.5)  # its sandbox
@@ -393,6 +446,8 @@ def test_a_run_stopped_early_starts_and_judges_nothing_more(tmp_path, monkeypatc
     results.close()  # stopped early
     assert primer.ended.is_set()
     assert judged == []
+    # and each sandbox still running was handed the signal that stops it (`sandbox.run`)
+    assert cancels and all(c is not None and c.is_set() for c in cancels)
     assert len(started) < len(todo) // 2, started
 
 

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -671,6 +672,52 @@ def test_what_a_killed_grader_left_mounted_is_swept_and_a_live_ones_kept(tmp_pat
         alive.wait()
         for folder in (theirs, stale):
             subprocess.run(["umount", "-l", str(folder / "out")], capture_output=True)
+
+
+def test_a_cancelled_sandbox_is_stopped_at_once_and_a_later_one_never_starts(tmp_path):
+    """A grading run stopped early (Ctrl-C) sets `cancel`: the sandbox running then is killed
+    at once, with everything it started, rather than left to its time limit (here 20 s), and
+    `run` raises `Cancelled` (no outcome, so no grade); a sandbox asked for afterwards never
+    starts. Until `cancel` is set the program runs on."""
+    job, out = tmp_path / "job", tmp_path / "out"
+    job.mkdir()
+    (job / "script.py").write_text(
+        "import subprocess, time\n"
+        "subprocess.Popen(['sleep', '60'])\n"  # a child of its own, killed with it
+        "open('/out/ready', 'w').close()\n"
+        "time.sleep(60)\n"
+    )
+    argv = [sys.executable, "/job/script.py"]
+    cancel = threading.Event()
+    raised: list[BaseException] = []
+    with sandbox.output_folder(out, SMALL) as out:
+
+        def grade():
+            try:
+                sandbox.run(
+                    job, out, [sys.executable, "/job/script.py"], SMALL, False, cancel=cancel
+                )
+            except BaseException as err:  # noqa: BLE001 - what the test looks at
+                raised.append(err)
+
+        worker = threading.Thread(target=grade)
+        worker.start()
+        deadline = time.monotonic() + 15
+        while not (out / "ready").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert (out / "ready").exists(), raised
+        time.sleep(1)
+        assert worker.is_alive()  # not cancelled: it runs on
+        cancel.set()
+        stopped = time.monotonic()
+        worker.join(10)
+        assert not worker.is_alive() and time.monotonic() - stopped < 3
+        assert len(raised) == 1 and isinstance(raised[0], sandbox.Cancelled), raised
+        (out / "ready").unlink()
+        with pytest.raises(sandbox.Cancelled):  # asked for after the stop: never started
+            sandbox.run(job, out, argv, SMALL, False, cancel=cancel)
+        time.sleep(0.5)
+        assert not (out / "ready").exists()
 
 
 def test_runner_ends_without_running_learner_exit_handlers(tmp_path):

@@ -64,7 +64,7 @@ FEEDBACK_PER_PROCESS = 20
 PRIME_WAIT_S = 900.0
 
 
-def grade_task(task: Task, before_judge=None) -> grader.SubmissionResult:
+def grade_task(task: Task, before_judge=None, cancel=None) -> grader.SubmissionResult:
     """What a worker runs: grade one submission (the worker is trusted grader code)."""
     if task.reference_cache and Path(task.reference_cache).is_dir():
         os.environ[refcache.ENV] = task.reference_cache  # a shared folder, on a cluster
@@ -86,6 +86,7 @@ def grade_task(task: Task, before_judge=None) -> grader.SubmissionResult:
         task.digest,
         task.run_seed,
         before_judge,
+        cancel,
     )
 
 
@@ -401,7 +402,7 @@ def _local(todo: list[Task], workers: int, priming: Priming):
         with turns:
             if stopping.is_set():
                 raise _Stopped
-            return grade_task(task, before_judge)
+            return grade_task(task, before_judge, stopping)
 
     threads = min(len(todo), max(LOCAL_THREADS, workers))
     pool = ThreadPoolExecutor(threads, thread_name_prefix="grade")
@@ -414,8 +415,8 @@ def _local(todo: list[Task], workers: int, priming: Priming):
                 yield f"{futures[future].student}: {type(err).__name__}: {err}"
     finally:
         # Stopped early (or done): no queued submission starts a sandbox, a parked one is not
-        # judged, and the primer is stopped so that no one waits for it; sandboxes already
-        # running end within their limits.
+        # judged, a running sandbox is killed (`sandbox.Cancelled`, no result), and the primer
+        # is stopped so that no one waits for it.
         stopping.set()
         priming.stop()
         pool.shutdown(wait=True, cancel_futures=True)

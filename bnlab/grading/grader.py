@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -366,12 +367,14 @@ def grade_submission(
     digest: str | None = None,
     run_seed: int | None = None,
     before_judge: Callable[[Path], None] | None = None,
+    cancel: threading.Event | None = None,
 ) -> SubmissionResult:
     """Grade submitted/STUDENT/ASSIGNMENT/ (never raises for anything in the submission).
     `digest`: the submission's digest when the caller has computed it already; `run_seed`: the
     grading run's input seed (`run_input_seed`); `before_judge(out)`: called with the sandbox's
     /out once the sandbox has run and before the judge starts (the cohort grader waits there
-    for the run's references)."""
+    for the run's references). `cancel`, once set, stops its sandbox (`sandbox.Cancelled`: no
+    result)."""
     limits = limits or sandbox.Limits()
     digest = digest or submission_digest(folder, assignment)
     start = time.perf_counter()
@@ -427,6 +430,7 @@ def grade_submission(
             use_sandbox,
             stdin_data=json.dumps(job).encode("utf-8"),
             start_token=sandbox.START_TOKEN,
+            cancel=cancel,
         )
         if not outcome.started:
             # No learner code ran: the grader's environment failed (no interpreter in the

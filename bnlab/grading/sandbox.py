@@ -65,6 +65,11 @@ class SandboxUnavailable(RuntimeError):
     """Bubblewrap is missing or does not work here: the grader refuses to grade."""
 
 
+class Cancelled(RuntimeError):
+    """`run`'s `cancel` was set (the grading run stopped early): the program was not started,
+    or was killed with everything it started; no outcome, and so no grade."""
+
+
 @dataclass(frozen=True)
 class Limits:
     wall_s: float = 120.0
@@ -477,6 +482,7 @@ def run(
     sandbox: bool = True,
     stdin_data: bytes | None = None,
     start_token: str | None = None,
+    cancel: threading.Event | None = None,
 ) -> Outcome:
     """Run argv in the sandbox with /job (read-only) and /out (writable); never raises for
     anything the code inside does. `stdin_data` is written to the process's standard input
@@ -484,7 +490,10 @@ def run(
     the sandbox holds. `start_token`: an argument of argv that is replaced by the number of a
     pipe's write end; the program writes `started` there and closes it before any learner
     code runs, and `Outcome.started` says whether it did. A program that never started (the
-    interpreter not found in the sandbox, say) is then the grader's failure, not a grade."""
+    interpreter not found in the sandbox, say) is then the grader's failure, not a grade.
+    `cancel`, once set, stops the program (or keeps it from starting): `Cancelled` is raised."""
+    if cancel is not None and cancel.is_set():
+        raise Cancelled("the grading run stopped before this sandbox started")
     privileged = os.geteuid() == 0
     out.chmod(0o777)
     job.chmod(0o755)
@@ -509,7 +518,7 @@ def run(
             ends = os.pipe()  # not inherited by any other child (PEP 446)
             cmd = [str(ends[1]) if a == start_token else a for a in cmd]
         passed = () if ends is None else (ends[1],)
-        watched = _run_watched(cmd, out, limits, stdin_data, passed)
+        watched = _run_watched(cmd, out, limits, stdin_data, passed, cancel)
         proc, timed_out, disk_limit_hit, sizes, stdout, stderr = watched
         started = None
         if ends is not None:
@@ -550,7 +559,7 @@ def run(
     )
 
 
-def _run_watched(cmd, out: Path, limits: Limits, stdin_data, pass_fds):
+def _run_watched(cmd, out: Path, limits: Limits, stdin_data, pass_fds, cancel=None):
     """Start `cmd` (passing it `pass_fds`), feed its stdin, stop it at the wall limit (and,
     without a tmpfs, when /out passes its limits), wait for it. Returns (proc, timed_out,
     disk_limit_hit, sizes of stdout and stderr, their tails)."""
@@ -574,7 +583,7 @@ def _run_watched(cmd, out: Path, limits: Limits, stdin_data, pass_fds):
             pass_fds=pass_fds,
         )
         try:
-            timed_out, disk_limit_hit = _wait(proc, out, limits, stdin_data)
+            timed_out, disk_limit_hit = _wait(proc, out, limits, stdin_data, cancel)
         except BaseException:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
@@ -590,8 +599,9 @@ def _run_watched(cmd, out: Path, limits: Limits, stdin_data, pass_fds):
         return proc, timed_out, disk_limit_hit, sizes, tail(so), tail(se)
 
 
-def _wait(proc, out: Path, limits: Limits, stdin_data) -> tuple[bool, bool]:
-    """Feed, time and watch `proc` until it ends: (timed out, /out past its limits)."""
+def _wait(proc, out: Path, limits: Limits, stdin_data, cancel=None) -> tuple[bool, bool]:
+    """Feed, time and watch `proc` until it ends: (timed out, /out past its limits); raise
+    `Cancelled` when `cancel` was set meanwhile (the process group is killed at once)."""
     if stdin_data is not None:
         threading.Thread(target=_feed, args=(proc.stdin, stdin_data), daemon=True).start()
     # A blocking wait with a timer (Popen.wait(timeout) polls, sleeping up to 50 ms).
@@ -622,8 +632,24 @@ def _wait(proc, out: Path, limits: Limits, stdin_data) -> tuple[bool, bool]:
                 time.sleep(0.05)
 
         threading.Thread(target=watch, daemon=True).start()
+    ended = threading.Event()
+    cancelled = threading.Event()
+    if cancel is not None:
+
+        def watch_cancel():
+            while not ended.wait(0.05):
+                if cancel.is_set():
+                    cancelled.set()
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    return
+
+        threading.Thread(target=watch_cancel, daemon=True).start()
     try:
         proc.wait()
     finally:
+        ended.set()
         timer.cancel()
+    if cancelled.is_set():
+        raise Cancelled("the grading run stopped while this sandbox ran")
     return expired.is_set(), disk_hit.is_set() or _full(out, limits)
