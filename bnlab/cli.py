@@ -67,6 +67,14 @@ def grade(args, root: Path) -> int:
     except sandbox.SandboxUnavailable as err:
         print(f"bn-course grade: refusing to grade: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(
+            "bn-course grade: stopped (Ctrl-C). Every grade recorded so far is complete; the "
+            "submissions being graded were stopped and recorded nowhere. Run the same command "
+            "again to grade what is left.",
+            file=sys.stderr,
+        )
+        return 130
     print(
         f"{args.assignment}: graded {summary.graded}, not graded {summary.not_graded}, "
         f"unchanged {summary.skipped}, grader errors {len(summary.failed)} "

@@ -236,7 +236,8 @@ def test_ctrl_c_stops_the_running_sandbox_at_once_and_loses_nothing(reference, t
         cwd=REPO,
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.monotonic() + 300
     while not list(tmp.glob("*/out/sleeping")) and time.monotonic() < deadline:
@@ -246,7 +247,9 @@ def test_ctrl_c_stops_the_running_sandbox_at_once_and_loses_nothing(reference, t
     sent = time.monotonic()
     proc.wait(150)
     assert time.monotonic() - sent < 10, "the run waited for the sleeping sandbox"
-    assert proc.returncode != 0
+    assert proc.returncode == 130
+    said = proc.stderr.read()
+    assert "stopped (Ctrl-C)" in said and "Traceback" not in said, said
     before = graded(root)
     assert "zz_sleeper" not in before
     rerun = run_course(
