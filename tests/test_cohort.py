@@ -484,9 +484,14 @@ from bnlab.grading import cohort
 marks = Path(MARKS)
 
 def fake_grade(folder, student, *args):
-    before_judge = args[-1]
+    before_judge, cancel = args[-2:]
+    assert callable(before_judge) and cancel is not None
     (marks / f"started-{student}").touch()
     try:
+        if student == "s00":  # a sandbox that runs until its time limit, or until cancelled
+            if cancel.wait(60):
+                (marks / f"cancelled-{student}").touch()
+            return student
         time.sleep(0.3)  # its sandbox
         out = marks / student
         out.mkdir()
@@ -505,8 +510,9 @@ cohort.PRIME_WAIT_S = 60.0
 def test_a_run_stopped_early_on_a_dask_cluster_leaves_nothing_waiting(tmp_path):
     """`--scheduler` stopped while the primer runs: the tasks waiting on the workers for the
     references end at once without a judge (before, each held its /out on its worker for up to
-    PRIME_WAIT_S and was then judged anyway), and queued ones start nothing. The workers are
-    processes of their own, as on a cluster."""
+    PRIME_WAIT_S and was then judged anyway), a sandbox still running is cancelled (before, it
+    ran to its time limit), and queued ones start nothing. The workers are processes of their
+    own, as on a cluster."""
     from distributed import Client, LocalCluster
 
     from bnlab.grading import cohort as cohort_mod
@@ -533,6 +539,7 @@ def test_a_run_stopped_early_on_a_dask_cluster_leaves_nothing_waiting(tmp_path):
             time.sleep(0.1)
         assert not seen("started") - seen("ended"), "still waiting on the worker"
         assert seen("judged") == set()
+        assert seen("cancelled") == {"s00"}
         time.sleep(1)  # what was queued stays unstarted
         assert 4 <= len(seen("started")) < len(todo), seen("started")
 

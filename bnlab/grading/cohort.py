@@ -65,29 +65,55 @@ PRIME_WAIT_S = 900.0
 
 
 def grade_task(task: Task, before_judge=None, cancel=None) -> grader.SubmissionResult:
-    """What a worker runs: grade one submission (the worker is trusted grader code)."""
+    """What a worker runs: grade one submission (the worker is trusted grader code). On a
+    Dask worker, the run's stop Event stops this submission's sandbox as `cancel` does."""
     if task.reference_cache and Path(task.reference_cache).is_dir():
         os.environ[refcache.ENV] = task.reference_cache  # a shared folder, on a cluster
+    ended = threading.Event()
     if task.stop_event:
         from distributed import Event
 
-        if Event(task.stop_event).is_set():  # the run stopped before this task started
+        stop = Event(task.stop_event)
+        if stop.is_set():  # the run stopped before this task started
             raise _Stopped
+        if cancel is None:
+            cancel = threading.Event()
+            watcher = threading.Thread(target=_watch_stop, args=(stop, cancel, ended), daemon=True)
+            watcher.start()
     if before_judge is None and task.primed_event:
         before_judge = functools.partial(_wait_primed, task.primed_event, task.stop_event)
-    return grader.grade_submission(
-        Path(task.folder),
-        task.student,
-        task.assignment,
-        task.master,
-        task.released,
-        task.limits,
-        task.use_sandbox,
-        task.digest,
-        task.run_seed,
-        before_judge,
-        cancel,
-    )
+    try:
+        return grader.grade_submission(
+            Path(task.folder),
+            task.student,
+            task.assignment,
+            task.master,
+            task.released,
+            task.limits,
+            task.use_sandbox,
+            task.digest,
+            task.run_seed,
+            before_judge,
+            cancel,
+        )
+    finally:
+        ended.set()
+
+
+# How often a Dask task looks whether its run has stopped (one call to the scheduler each).
+STOP_POLL_S = 1.0
+
+
+def _watch_stop(stop, cancel: threading.Event, ended: threading.Event) -> None:
+    """Set `cancel` once the Dask Event `stop` is set, until the task has `ended` (a scheduler
+    that cannot be reached is read as no stop: the sandbox's own limits still hold)."""
+    while not ended.is_set():
+        try:
+            if stop.wait(STOP_POLL_S):
+                cancel.set()
+                return
+        except Exception:  # noqa: BLE001 - the scheduler gone: stop watching
+            return
 
 
 # What the submissions waiting outside their worker's thread pool may hold in their /out
@@ -327,16 +353,18 @@ def _run(todo: list[Task], workers, scheduler, progress: bool, priming: Priming)
         from distributed import Client, Event, as_completed
 
         client = Client(scheduler)
-        event = stop = None
+        run = secrets.token_hex(8)
+        stop = event = None
         try:
+            stop = Event(f"bnlab-stopped-{run}", client=client)
             if priming.running():
-                run = secrets.token_hex(8)
                 event = Event(f"bnlab-primed-{run}", client=client)
-                stop = Event(f"bnlab-stopped-{run}", client=client)
-                todo = [
-                    dataclasses.replace(t, primed_event=event.name, stop_event=stop.name)
-                    for t in todo
-                ]
+            todo = [
+                dataclasses.replace(
+                    t, primed_event=event.name if event else None, stop_event=stop.name
+                )
+                for t in todo
+            ]
             futures = {client.submit(grade_task, t, pure=False): t for t in todo}
             priming.wait()  # meanwhile the workers run sandboxes
             if event is not None:
@@ -350,13 +378,14 @@ def _run(todo: list[Task], workers, scheduler, progress: bool, priming: Priming)
                 bar.update(1)
         finally:
             try:
-                if stop is not None:
-                    # Stopped early (Ctrl-C while the primer runs, the gradebook failing), or
-                    # done: tasks waiting for the references wake and end without a judge,
-                    # instead of holding their /out on the workers for up to PRIME_WAIT_S;
-                    # queued ones start nothing (and are released with the client).
-                    stop.set()
-                    event.set()
+                # Stopped early (Ctrl-C, the gradebook failing), or done: running sandboxes
+                # are cancelled (`grade_task`), tasks waiting for the references wake and end
+                # without a judge instead of holding their /out on the workers for up to
+                # PRIME_WAIT_S, and queued ones start nothing (and are released with the
+                # client).
+                for ev in (stop, event):  # stop first: a waiter woken by event sees it
+                    if ev is not None:
+                        ev.set()
             except Exception:  # noqa: BLE001, S110 - the scheduler gone: nothing waits on it
                 pass
             finally:
