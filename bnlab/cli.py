@@ -71,7 +71,8 @@ def grade(args, root: Path) -> int:
         print(
             "bn-course grade: stopped (Ctrl-C). Every grade recorded so far is complete; the "
             "submissions being graded were stopped and recorded nowhere. Run the same command "
-            "again to grade what is left.",
+            "again: it grades what is left and writes the CSV, the report and any feedback page "
+            "still missing.",
             file=sys.stderr,
         )
         return 130

@@ -238,18 +238,20 @@ def test_ctrl_c_stops_the_running_sandbox_at_once_and_loses_nothing(reference, t
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
     )
     deadline = time.monotonic() + 300
     while not list(tmp.glob("*/out/sleeping")) and time.monotonic() < deadline:
         assert proc.poll() is None, "the run ended before the sleeper slept"
         time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in its terminal sends
     sent = time.monotonic()
     proc.wait(150)
     assert time.monotonic() - sent < 10, "the run waited for the sleeping sandbox"
     assert proc.returncode == 130
     said = proc.stderr.read()
     assert "stopped (Ctrl-C)" in said and "Traceback" not in said, said
+    assert "computing the references failed" not in said, said  # the primer is not hit
     before = graded(root)
     assert "zz_sleeper" not in before
     rerun = run_course(
@@ -331,7 +333,8 @@ def test_report_and_feedback(reference):
 
 def test_a_rerun_regenerates_feedback_only_for_whom_it_graded(reference, tmp_path):
     """A run that grades one changed submission rewrites that student's feedback page and no
-    other (nbgrader's generate_feedback, restricted to the students graded in the run)."""
+    other (nbgrader's generate_feedback, restricted to the students graded in the run), and
+    writes the page a stopped or killed run never wrote (here deleted)."""
     root = tmp_path / "course"
     shutil.copytree(reference[0], root)
     pages = {p.parent.parent.name: p for p in (root / "feedback").glob(f"*/{STEM}/{STEM}.html")}
@@ -339,10 +342,12 @@ def test_a_rerun_regenerates_feedback_only_for_whom_it_graded(reference, tmp_pat
     before = {s: p.stat().st_mtime_ns for s, p in pages.items()}
     notebook = root / "submitted" / "blank" / STEM / f"{STEM}.ipynb"
     notebook.write_text(json.dumps(submission(STEM, {})))  # the blank student submits again
+    pages["solution"].unlink()  # graded, but its run stopped before writing the page
     grade(root, "--workers", "1")
+    assert pages["solution"].is_file()
     after = {s: p.stat().st_mtime_ns for s, p in pages.items()}
     assert after["blank"] != before["blank"]
-    assert {s for s in pages if after[s] != before[s]} == {"blank"}
+    assert {s for s in pages if after[s] != before[s]} == {"blank", "solution"}
     assert "Score: 11.0 / 11.0" in pages["blank"].read_text(encoding="utf-8")
 
 

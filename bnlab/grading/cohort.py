@@ -181,6 +181,9 @@ class Priming:
                 [*PRIMER, str(root), assignment, str(run_seed)],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
+                # Not in the terminal's process group: Ctrl-C reaches the coordinating process
+                # only, which stops the primer itself (`stop`), without a second traceback.
+                start_new_session=True,
             )
         self._ended = self.proc is None
         self._stopped = False  # stopped by the run: no warning then
@@ -333,8 +336,10 @@ def grade_cohort(
         gb.close()
     summary.csv = write_csv(root, assignment, rows)
     summary.report = write_report(root, assignment, rows, master)
-    if feedback and summary.graded:
-        generate_feedback(root, assignment, db_url, graded_now, workers or os.cpu_count() or 1)
+    if feedback:
+        wanted = graded_now | feedback_missing(root, assignment, rows)
+        if wanted:
+            generate_feedback(root, assignment, db_url, wanted, workers or os.cpu_count() or 1)
     summary.wall_s = time.perf_counter() - start
     return summary
 
@@ -573,6 +578,25 @@ def write_report(root: Path, assignment: str, rows: list[dict], master: dict) ->
     path = root / "reports" / f"{assignment}-report.html"
     report.write_report(results, path, assignment, max_score)
     return path
+
+
+def feedback_missing(root: Path, assignment: str, rows: list[dict]) -> set[str]:
+    """Students graded (in this run or an earlier one) whose feedback page is missing or older
+    than their autograded notebook: a run stopped (Ctrl-C), killed or run with --no-feedback
+    between recording the grade and writing the page. Each run writes them."""
+    missing = set()
+    for row in rows:
+        if row["status"] != "graded":
+            continue
+        student = row["student"]
+        notebook = root / "autograded" / student / assignment / f"{assignment}.ipynb"
+        page = root / "feedback" / student / assignment / f"{assignment}.html"
+        try:
+            if not page.exists() or page.stat().st_mtime_ns < notebook.stat().st_mtime_ns:
+                missing.add(student)
+        except OSError:  # no autograded notebook: nothing to make a page from
+            continue
+    return missing
 
 
 def generate_feedback(
