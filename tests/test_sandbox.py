@@ -683,7 +683,7 @@ def test_a_cancelled_sandbox_is_stopped_at_once_and_a_later_one_never_starts(tmp
     job.mkdir()
     (job / "script.py").write_text(
         "import subprocess, time\n"
-        "subprocess.Popen(['sleep', '60'])\n"  # a child of its own, killed with it
+        "subprocess.Popen(['sleep', '61.25'])\n"  # a child of its own, killed with it
         "open('/out/ready', 'w').close()\n"
         "time.sleep(60)\n"
     )
@@ -713,6 +713,7 @@ def test_a_cancelled_sandbox_is_stopped_at_once_and_a_later_one_never_starts(tmp
         worker.join(10)
         assert not worker.is_alive() and time.monotonic() - stopped < 3
         assert len(raised) == 1 and isinstance(raised[0], sandbox.Cancelled), raised
+        assert subprocess.run(["pgrep", "-f", "sleep 61.25"]).returncode == 1  # none left
         (out / "ready").unlink()
         with pytest.raises(sandbox.Cancelled):  # asked for after the stop: never started
             sandbox.run(job, out, argv, SMALL, False, cancel=cancel)

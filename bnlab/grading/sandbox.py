@@ -640,8 +640,9 @@ def _wait(proc, out: Path, limits: Limits, stdin_data, cancel=None) -> tuple[boo
             while not ended.wait(0.05):
                 if cancel.is_set():
                     cancelled.set()
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(proc.pid, signal.SIGKILL)
+                    if proc.returncode is None:  # not reaped: its pid is still its own
+                        with contextlib.suppress(ProcessLookupError):
+                            os.killpg(proc.pid, signal.SIGKILL)
                     return
 
         threading.Thread(target=watch_cancel, daemon=True).start()
