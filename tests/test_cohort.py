@@ -158,23 +158,31 @@ def _ledger_count(db: Path) -> int:
         return 0
 
 
-def test_kill_9_mid_batch_then_resume(reference, tmp_path):
-    root = tmp_path / "course"
-    students = make_cohort(root)
-    db = root / "gradebook.db"
-    # A temporary folder of this test's own: no other test's grading process (each sweeps the
-    # folder it uses) can remove what the killed grader leaves before this test looks at it.
+def start_grading(root: Path, tmp_path: Path):
+    """`bn-course grade --workers 1` started in the background, in a process group of its own
+    (as a terminal's foreground job), with a temporary folder of this test's own, so that no
+    other test's grading process (each sweeps the folder it uses) removes what it leaves:
+    (process, its environment, that folder)."""
     tmp = tmp_path / "tmp"
     tmp.mkdir()
-    env = {**os.environ, "BNLAB_COURSE_ROOT": str(root), "TMPDIR": str(tmp)}
+    env = {**os.environ, **env_of(root), "TMPDIR": str(tmp)}
     proc = subprocess.Popen(
         [BN_COURSE, "grade", STEM, "--workers", "1", "--no-feedback", "--no-progress"],
         cwd=REPO,
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
         start_new_session=True,
     )
+    return proc, env, tmp
+
+
+def test_kill_9_mid_batch_then_resume(reference, tmp_path):
+    root = tmp_path / "course"
+    students = make_cohort(root)
+    db = root / "gradebook.db"
+    proc, env, tmp = start_grading(root, tmp_path)
     deadline = time.monotonic() + 300
     while _ledger_count(db) < 4 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -228,18 +236,7 @@ def test_ctrl_c_stops_the_running_sandbox_at_once_and_loses_nothing(reference, t
     # It says from its /out (a folder of the host, in this test's TMPDIR) that it sleeps.
     code = "import time\nopen('/out/sleeping', 'w').close()\ntime.sleep(300)\n"
     (sleeper / f"{STEM}.ipynb").write_text(json.dumps(submission(STEM, {first: code + source})))
-    tmp = tmp_path / "tmp"
-    tmp.mkdir()
-    env = {**os.environ, **env_of(root), "TMPDIR": str(tmp)}
-    proc = subprocess.Popen(
-        [BN_COURSE, "grade", STEM, "--workers", "1", "--no-feedback", "--no-progress"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own process group, as a terminal's foreground job
-    )
+    proc, env, tmp = start_grading(root, tmp_path)
     deadline = time.monotonic() + 300
     while not list(tmp.glob("*/out/sleeping")) and time.monotonic() < deadline:
         assert proc.poll() is None, "the run ended before the sleeper slept"
