@@ -546,6 +546,43 @@ def test_a_run_stopped_early_on_a_dask_cluster_leaves_nothing_waiting(tmp_path):
         assert 4 <= len(seen("started")) < len(todo), seen("started")
 
 
+class _FakeStop:
+    """A Dask Event's `name` and `wait`, counting the waits (calls to the scheduler)."""
+
+    def __init__(self, name):
+        self.name, self.event, self.waits = name, threading.Event(), 0
+
+    def wait(self, timeout):
+        self.waits += 1
+        return self.event.wait(timeout)
+
+
+def test_one_stop_watcher_per_run_in_a_worker_process(monkeypatch):
+    """However many of a run's tasks run in one worker process, one thread asks the scheduler
+    whether the run stopped; a stop cancels them all, and a watcher with no task left ends."""
+    from bnlab.grading import cohort as cohort_mod
+
+    monkeypatch.setattr(cohort_mod, "STOP_POLL_S", 0.05)
+    stop = _FakeStop("run-a")
+    cancels = [cohort_mod._cancel_on_stop(stop) for _ in range(20)]
+    assert [t.name for t in threading.enumerate()].count("bnlab-stop-run-a") == 1
+    time.sleep(0.5)
+    assert stop.waits <= 15  # one watcher's waits, not 20 tasks' (about 10 in 0.5 s)
+    stop.event.set()
+    deadline = time.monotonic() + 5
+    while not all(c.is_set() for c in cancels) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert all(c.is_set() for c in cancels)
+    # a run that ends without a stop: its watcher ends with its last task
+    quiet = _FakeStop("run-b")
+    cancel = cohort_mod._cancel_on_stop(quiet)
+    cohort_mod._stop_watching("run-b", cancel)
+    deadline = time.monotonic() + 5
+    while "run-b" in cohort_mod._watched and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert "run-b" not in cohort_mod._watched and not cancel.is_set()
+
+
 def test_a_failed_primer_costs_no_grade(reference, tmp_path):
     """When the primer process fails, each judge computes the references it needs itself:
     slower, the same grades, and the run says why. (In its own process: the judges import

@@ -69,7 +69,7 @@ def grade_task(task: Task, before_judge=None, cancel=None) -> grader.SubmissionR
     Dask worker, the run's stop Event stops this submission's sandbox as `cancel` does."""
     if task.reference_cache and Path(task.reference_cache).is_dir():
         os.environ[refcache.ENV] = task.reference_cache  # a shared folder, on a cluster
-    ended = threading.Event()
+    watched = None
     if task.stop_event:
         from distributed import Event
 
@@ -77,9 +77,7 @@ def grade_task(task: Task, before_judge=None, cancel=None) -> grader.SubmissionR
         if stop.is_set():  # the run stopped before this task started
             raise _Stopped
         if cancel is None:
-            cancel = threading.Event()
-            watcher = threading.Thread(target=_watch_stop, args=(stop, cancel, ended), daemon=True)
-            watcher.start()
+            cancel = watched = _cancel_on_stop(stop)
     if before_judge is None and task.primed_event:
         before_judge = functools.partial(_wait_primed, task.primed_event, task.stop_event)
     try:
@@ -97,22 +95,59 @@ def grade_task(task: Task, before_judge=None, cancel=None) -> grader.SubmissionR
             cancel,
         )
     finally:
-        ended.set()
+        if watched is not None:
+            _stop_watching(task.stop_event, watched)
 
 
-# How often a Dask task looks whether its run has stopped (one call to the scheduler each).
+# How long one wait of a stop watcher lasts (one call to the scheduler each); a stop is seen
+# at once, this only bounds how long a watcher outlives the last task it watches for.
 STOP_POLL_S = 1.0
+# One watcher thread per run (stop Event) in a worker process, however many of its tasks run
+# there: {stop Event name: the cancel Events of its running tasks}.
+_watched: dict[str, set[threading.Event]] = {}
+_watched_lock = threading.Lock()
 
 
-def _watch_stop(stop, cancel: threading.Event, ended: threading.Event) -> None:
-    """Set `cancel` once the Dask Event `stop` is set, until the task has `ended` (a scheduler
-    that cannot be reached is read as no stop: the sandbox's own limits still hold)."""
-    while not ended.is_set():
-        try:
-            if stop.wait(STOP_POLL_S):
-                cancel.set()
+def _cancel_on_stop(stop) -> threading.Event:
+    """A cancel Event set when the Dask Event `stop` is set, watched by the run's one watcher
+    in this process (started here for the run's first task)."""
+    cancel = threading.Event()
+    with _watched_lock:
+        waiting = _watched.get(stop.name)
+        if waiting is None:
+            waiting = _watched[stop.name] = set()
+            threading.Thread(
+                target=_watch_stop, args=(stop,), name=f"bnlab-stop-{stop.name}", daemon=True
+            ).start()
+        waiting.add(cancel)
+    return cancel
+
+
+def _stop_watching(name: str, cancel: threading.Event) -> None:
+    with _watched_lock:
+        if name in _watched:
+            _watched[name].discard(cancel)
+
+
+def _watch_stop(stop) -> None:
+    """Set the cancel Events of the run's tasks once `stop` is set; end when no task of the
+    run is left in this process (a scheduler that cannot be reached is read as no stop: the
+    sandboxes' own limits still hold)."""
+    while True:
+        with _watched_lock:
+            if not _watched.get(stop.name):
+                _watched.pop(stop.name, None)
                 return
+        try:
+            fired = stop.wait(STOP_POLL_S)
         except Exception:  # noqa: BLE001 - the scheduler gone: stop watching
+            with _watched_lock:
+                _watched.pop(stop.name, None)
+            return
+        if fired:
+            with _watched_lock:
+                for cancel in _watched.pop(stop.name, set()):
+                    cancel.set()
             return
 
 
