@@ -369,7 +369,7 @@ def machine_once(width: int) -> float:
 
 def primer_cpu(root: Path) -> float:
     """CPU seconds (user + system) of the run's primer process alone, on a fresh reference
-    cache: `python -m bnlab.grading.primer` as `bn-course grade` starts it, with the bench's
+    cache: `cohort.PRIMER` as `bn-course grade` starts it, with the bench's
     input seed. It is the run's fixed cost that 1 worker overlaps on the second core and 2
     workers share their cores with."""
     import resource
@@ -377,8 +377,10 @@ def primer_cpu(root: Path) -> float:
     make_root(root, 1)
     env = {**os.environ, "BNLAB_COURSE_ROOT": str(root)}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    from bnlab.grading.cohort import PRIMER
+
     subprocess.run(
-        [sys.executable, "-m", "bnlab.grading.primer", str(root), STEM, str(SEED)],
+        [*PRIMER, str(root), STEM, str(SEED)],
         env=env,
         check=True,
         capture_output=True,

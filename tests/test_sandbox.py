@@ -694,9 +694,7 @@ def test_a_cancelled_sandbox_is_stopped_at_once_and_a_later_one_never_starts(tmp
 
         def grade():
             try:
-                sandbox.run(
-                    job, out, [sys.executable, "/job/script.py"], SMALL, False, cancel=cancel
-                )
+                sandbox.run(job, out, argv, SMALL, False, cancel=cancel)
             except BaseException as err:  # noqa: BLE001 - what the test looks at
                 raised.append(err)
 

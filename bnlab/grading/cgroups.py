@@ -53,6 +53,13 @@ def _v2_ok() -> bool:
     return {"memory", "pids", "cpu"} <= have
 
 
+def name_pid(text: str) -> int | None:
+    """The pid written in a name made by a grading process (a cgroup's, a work folder's), or
+    None when `text` is not one: ASCII digits only, at most 9 (pid_max is below 2**22), so
+    that a name someone else made (`²`, 20 digits) never raises."""
+    return int(text) if 0 < len(text) <= 9 and text.isascii() and text.isdigit() else None
+
+
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -72,7 +79,8 @@ def sweep_stale(version: str) -> list[Path]:
     for parent in parents:
         for d in parent.glob(f"{PREFIX}-*-*"):
             parts = d.name.split("-")
-            if len(parts) == 3 and parts[1].isdigit() and not pid_alive(int(parts[1])):
+            pid = name_pid(parts[1]) if len(parts) == 3 else None
+            if pid is not None and not pid_alive(pid):
                 stale.setdefault(d.name, []).append(d)
     removed = []
     for dirs in stale.values():

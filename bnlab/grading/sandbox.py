@@ -159,9 +159,7 @@ def _work_owner(name: str) -> int | None:
     """The pid in a work folder's name, or None when the name is not one (any local user can
     create such names in a shared temporary folder: `²` or 20 digits must not raise)."""
     pid, sep, _ = name[len(WORK_PREFIX) :].partition("-")
-    if not (name.startswith(WORK_PREFIX) and sep and 0 < len(pid) <= 9):
-        return None
-    return int(pid) if pid.isascii() and pid.isdigit() else None
+    return cgroups.name_pid(pid) if name.startswith(WORK_PREFIX) and sep else None
 
 
 def _unescape_mount_path(field: str) -> str:
