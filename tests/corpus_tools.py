@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+import traceback
 from pathlib import Path
 
 from bnlab.checks.harness import Failure
@@ -84,8 +85,17 @@ def grade_in_process(stem: str, answers: dict[str, str]) -> dict[str, str | None
     The outcome is None when the test cell passed, else the diagnosis its check named
     ("failed" when none was named, "exception" for other errors).
     """
+    return grade_in_process_explained(stem, answers)[0]
+
+
+def grade_in_process_explained(
+    stem: str, answers: dict[str, str]
+) -> tuple[dict[str, str | None], dict[str, str]]:
+    """`grade_in_process`, and for each test cell whose outcome is "exception" the error's
+    traceback: what a test shows when that outcome was not the one expected."""
     namespace: dict = {"__name__": "__main__"}
     outcomes: dict[str, str | None] = {}
+    errors: dict[str, str] = {}
     for cell in notebook_with(stem, answers).cells:
         if cell.cell_type != "code":
             continue
@@ -97,9 +107,11 @@ def grade_in_process(stem: str, answers: dict[str, str]) -> dict[str, str | None
             outcome = err.verdict.diagnosis or "failed"
         except Exception:  # noqa: BLE001 - a broken answer makes the later cells fail
             outcome = "exception"
+            if meta.get("grade"):
+                errors[meta["grade_id"]] = traceback.format_exc()[-3000:]
         if meta.get("grade"):
             outcomes[meta["grade_id"]] = outcome
-    return outcomes
+    return outcomes, errors
 
 
 def answer_cells(stem: str) -> dict[str, str]:

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from corpus_tools import corpus_files, grade_in_process, read_submission
+from corpus_tools import (
+    corpus_files,
+    grade_in_process,
+    grade_in_process_explained,
+    read_submission,
+)
 
 from bnlab import checks
 from bnlab.core.course import stems
@@ -18,13 +23,14 @@ def test_instructor_solution_passes_every_test(stem):
 @pytest.mark.parametrize("path", corpus_files(), ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_corpus_submission(path):
     answers, expect = read_submission(path)
-    outcomes = grade_in_process(path.parent.name, answers)
+    outcomes, errors = grade_in_process_explained(path.parent.name, answers)
     if expect is None:
         failed = {k: v for k, v in outcomes.items() if v is not None}
-        assert not failed, f"a valid implementation lost points: {failed}"
+        assert not failed, f"a valid implementation lost points: {failed}\n{errors}"
     else:
         wanted = {k: expect.get(k) for k in outcomes}
-        assert outcomes == wanted
+        unexpected = {k: v for k, v in errors.items() if wanted.get(k) != "exception"}
+        assert outcomes == wanted, "".join(f"\n{k}:\n{v}" for k, v in unexpected.items())
 
 
 def test_every_diagnosis_the_issue_names_is_proven_by_a_submission():
