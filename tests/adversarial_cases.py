@@ -308,7 +308,9 @@ for _i in range(400):  # the result files of all later cells point at an endless
 XSS_MARKDOWN = (
     "My notes. <script>document.title = 'pwned'; window.pwned = 1;</script>\n\n"
     '<img src="x" onerror="document.title = \'pwned\'; window.pwned = 1;">\n\n'
-    '<a href="javascript:window.pwned = 1">link</a> <iframe src="javascript:1"></iframe>'
+    '<a href="javascript:window.pwned = 1">link</a> <iframe src="javascript:1"></iframe>\n\n'
+    "[a markdown link](javascript:window.pwned=1) and [another][r]\n\n"
+    "[r]: jav&#97;script:window.pwned=1\n"
 )
 
 SURROGATE_OUTPUT = """
@@ -643,7 +645,13 @@ def build(case: Case, released: dict) -> dict[str, bytes]:
     elif edit == "nbformat3":
         nb["nbformat"] = 3
     elif edit == "many_cells":  # 3000 cells of 5000 characters of output each: 15 MB
-        nb["cells"] += [
+        # Before the first test cell: cells after the last one are not run when grading.
+        first_test = next(
+            i
+            for i, c in enumerate(nb["cells"])
+            if c.get("metadata", {}).get("nbgrader", {}).get("grade")
+        )
+        nb["cells"][first_test:first_test] = [
             {
                 "cell_type": "code",
                 "execution_count": None,

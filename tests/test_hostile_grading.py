@@ -135,27 +135,43 @@ def _case_ids():
     return [c.student for c in cases({"root": "R", "repo": "R", "port": 0})]
 
 
+def outcome_problems(case: Case, rows: dict[str, dict]) -> list[str]:
+    """How a case's row differs from its exact expected outcome (empty: as expected)."""
+    row = rows.get(untrusted.shown_name(case.student))  # the id as the gradebook stores it
+    if row is None:
+        return ["no row in the ledger"]
+    summary = row["summary"]
+    if case.expect is None:
+        problems = [] if row["status"] == "not graded" else [f"status {row['status']}"]
+        if case.reason not in row["reason"]:
+            problems.append(f"reason {row['reason']!r}")
+        return problems + ([] if row["score"] is None else [f"score {row['score']}"])
+    if row["status"] != "graded":
+        return [f"{row['status']}: {row['reason']}"]
+    problems = []
+    got = {gid: cell["score"] for gid, cell in summary["cells"].items()}
+    if got != case.expect:
+        problems.append(f"scores {got}")
+    if row["max_score"] != MAX:  # edited points never change what a test is worth
+        problems.append(f"max_score {row['max_score']}")
+    for gid in case.reason_cells:
+        if not any(case.reason in r for r in summary["cells"][gid]["reasons"]):
+            problems.append(f"{gid}: no {case.reason!r} in {summary['cells'][gid]['reasons']}")
+    if case.diagnosis:
+        gid, name = case.diagnosis
+        if name not in summary["cells"][gid]["diagnoses"]:
+            problems.append(f"{gid}: not diagnosed {name!r}")
+    if case.note and not any(case.note in n for n in summary["notes"]):
+        problems.append(f"no note {case.note!r} in {summary['notes']}")
+    return problems
+
+
 @pytest.mark.parametrize("student", _case_ids())
 def test_each_case_gets_its_exact_outcome(hostile, student):
     case = next(c for c in hostile["cases"] if c.student == student)
-    row = hostile["rows"][untrusted.shown_name(student)]  # the id as the gradebook stores it
-    summary = row["summary"]
-    if case.expect is None:
-        assert row["status"] == "not graded", summary
-        assert case.reason in row["reason"], row["reason"]
-        assert row["score"] is None
-        return
-    assert row["status"] == "graded", row["reason"]
-    got = {gid: cell["score"] for gid, cell in summary["cells"].items()}
-    assert got == case.expect, summary["cells"]
-    assert row["max_score"] == MAX  # edited points never change what a test is worth
-    for gid in case.reason_cells:
-        assert any(case.reason in r for r in summary["cells"][gid]["reasons"]), summary["cells"]
-    if case.diagnosis:
-        gid, name = case.diagnosis
-        assert name in summary["cells"][gid]["diagnoses"], summary["cells"][gid]
-    if case.note:
-        assert any(case.note in n for n in summary["notes"]), summary["notes"]
+    assert outcome_problems(case, hostile["rows"]) == [], hostile["rows"].get(
+        untrusted.shown_name(student)
+    )
 
 
 def test_no_attack_scores_above_its_honest_part(hostile):
@@ -268,6 +284,82 @@ def test_the_stealing_attacks_pay_without_the_sandbox(tmp_path, server):
     assert server.connections == before + 1
 
 
+# Each protection of the trusted side, switched off in the grading process (the code that
+# `bn-course grade` runs first), and the attacks of the batch it stops.
+PROTECTIONS_OFF = {
+    "npz_caps": (
+        "import bnlab.grading.untrusted as u\n"
+        "u.NPZ_LIMIT = u.ARRAYS_LIMIT = u.MAX_MEMBERS = 2**40\n",
+        ("a20_npz_decompression_bomb", "a21_npz_many_members"),
+    ),
+    "output_caps": (
+        "import bnlab.grading.grader as g, bnlab.grading.untrusted as u\n"
+        "g.MESSAGE_CHARS = g.CELL_OUTPUT_CHARS = g.SUBMISSION_OUTPUT_CHARS = 2**40\n"
+        "u.TEXT_LIMIT = u.MAX_ERRORS = 2**40\n",
+        # (a22's forged messages stay small even so: the checks' own wording of a probe's
+        # errors keeps 500 characters of each and 3 framework calls, bnlab/checks/harness.py)
+        ("a25_cell_output_flood",),
+    ),
+    "learner_text_made_writable": (
+        "import bnlab.grading.untrusted as u\nu.clean = lambda value, depth=0: value\n",
+        ("a26_lone_surrogates",),
+    ),
+    "markdown_made_inert": (
+        "import bnlab.grading.untrusted as u\n"
+        "u.safe_markdown = lambda s: ''.join(s) if isinstance(s, list) else str(s)\n",
+        ("a27_html_in_markdown",),
+    ),
+}
+HONEST_NEIGHBOURS = ("s01_honest_full", "s02_honest_identity")  # full marks; a wrong baseline
+
+
+@pytest.mark.parametrize("protection", sorted(PROTECTIONS_OFF))
+def test_the_batch_fails_with_a_protection_switched_off(protection, tmp_path, server):
+    """The batch's own checks (exact outcome, bytes written, live markup) on its attacks,
+    graded beside an honest student and a wrong baseline with one protection of the trusted side
+    switched off: the checks fail, so they test the protection. The neighbours are graded exactly
+    either way, and the run ends with its CSV."""
+    import subprocess
+
+    patch, attacks = PROTECTIONS_OFF[protection]
+    main = "import sys\nfrom bnlab.cli import main\nsys.argv[0] = 'bn-course'\nsys.exit(main())\n"
+    args = ["grade", STEM, "--workers", "2", "--time-limit", "20", "--no-progress"]
+    for mode, code in (("shipped", ""), ("off", patch)):
+        root = tmp_path / mode
+        env = {"BNLAB_COURSE_ROOT": str(root)}
+        run_course("release", STEM, env=env)
+        selected = [
+            c
+            for c in cases({"root": root, "repo": REPO, "port": server.port})
+            if c.student in attacks + HONEST_NEIGHBOURS
+        ]
+        make_batch(root, selected)
+        done = subprocess.run(
+            [os.sys.executable, "-c", code + main, *args],
+            cwd=REPO,
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        # Switched off, a submission may become a grader error (exit 1); the others go on.
+        assert done.returncode in ((0,) if mode == "shipped" else (0, 1)), done.stderr[-3000:]
+        assert (root / "reports" / f"{STEM}-grades.csv").is_file()
+        rows = ledger_rows(root)
+        assert rows["s01_honest_full"]["score"] == MAX
+        assert rows["s02_honest_identity"]["score"] == 1.0
+        problems = {
+            c.student: outcome_problems(c, rows) + written_problems(root, c)
+            for c in selected
+            if c.student in attacks
+        }
+        if "a27_html_in_markdown" in attacks:
+            problems["a27_html_in_markdown"] += markdown_problems(root)
+        if not code:
+            assert all(p == [] for p in problems.values()), problems
+    assert all(problems.values()), problems  # every attack gets through once switched off
+
+
 def test_grader_refuses_without_bubblewrap(tmp_path):
     """No sandbox tool: refuse (exit 2, the fix named) rather than grade unsandboxed."""
     root = tmp_path / "course"
@@ -282,20 +374,25 @@ def test_what_the_grader_writes_stays_bounded(hostile):
     """Floods of messages or cell output do not become huge notebooks or feedback pages."""
     root = hostile["root"]
     for case in hostile["cases"]:
-        if case.max_written is None:
-            continue
-        written = sum(
-            p.stat().st_size
-            for top in ("autograded", "feedback")
-            for p in (root / top / case.student).rglob("*")
-            if p.is_file()
-        )
-        assert 0 < written <= case.max_written, (case.student, written)
+        assert written_problems(root, case) == []
     text = json.dumps(_autograded(hostile, "a22_message_flood"))
     assert text.count("restore the points") < 200  # the forged text is cut, not multiplied
     flood = _autograded(hostile, "a25_cell_output_flood")
     shown = sum(len(o.get("text", "")) for c in flood["cells"] for o in c.get("outputs", []))
     assert shown <= 1_100_000  # 3000 cells printed 15 MB; the submission's output is capped
+
+
+def written_problems(root: Path, case: Case) -> list[str]:
+    """Whether what the grader wrote for a case (autograded notebook, feedback) is past its cap."""
+    if case.max_written is None:
+        return []
+    written = sum(
+        p.stat().st_size
+        for top in ("autograded", "feedback")
+        for p in (root / top / case.student).rglob("*")
+        if p.is_file()
+    )
+    return [] if 0 < written <= case.max_written else [f"{written} bytes written"]
 
 
 def test_links_are_never_followed_into_course_files(hostile):
@@ -328,16 +425,28 @@ def test_the_run_finished_with_csv_and_report(hostile):
     assert (hostile["root"] / "reports" / f"{STEM}-report.html").is_file()
 
 
+def markdown_problems(root: Path) -> list[str]:
+    """Live markup left in the autograded notebook of the case whose markdown carries <script>,
+    onerror= and javascript: links, HTML and markdown alike (rendered as nbconvert renders it
+    without sanitizing, as a formgrader not configured to would show it)."""
+    from test_untrusted import live_script_urls
+
+    path = root / "autograded" / "a27_html_in_markdown" / STEM / f"{STEM}.ipynb"
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    source = "".join(next(c for c in nb["cells"] if c["id"] == "xss")["source"])
+    problems = [f"{bad!r} in the source" for bad in ("<script", "onerror") if bad in source]
+    if "&lt;script&gt;" not in source or "[a markdown link]" not in source:
+        problems.append("the learner's text is not shown")
+    return problems + [f"live link {url}" for url in live_script_urls(source)]
+
+
 def test_learner_html_never_runs_in_the_pages_an_instructor_opens(hostile):
     """The feedback page of a submission whose markdown carries <script>, onerror= and
     javascript: links, opened in headless Chromium: nothing of it runs. The autograded notebook
     (which the formgrader renders) holds the markup escaped."""
     from test_book import chromium
 
-    nb = _autograded(hostile, "a27_html_in_markdown")
-    xss = next(c for c in nb["cells"] if c["id"] == "xss")
-    source = "".join(xss["source"])
-    assert "<script" not in source and "onerror" not in source and "&lt;script&gt;" in source
+    assert markdown_problems(hostile["root"]) == []
     page = hostile["root"] / "feedback" / "a27_html_in_markdown" / STEM / f"{STEM}.html"
     report = hostile["root"] / "reports" / f"{STEM}-report.html"
     assert "Content-Security-Policy" in report.read_text(encoding="utf-8")

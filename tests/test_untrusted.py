@@ -110,3 +110,68 @@ def test_a_linked_timestamp_is_not_read_and_a_plain_read_copies_its_target(tmp_p
     assert "HIDDEN TESTS" in stamp.read_text()
     with pytest.raises(untrusted.Untrusted, match="following links"):
         untrusted.read_bytes(stamp, 4096)
+
+
+# Markdown links that run script when followed, in spellings that HTML sanitizing (bleach) does
+# not see, because they are markdown's own syntax: nbconvert (feedback pages, the formgrader's
+# view of an autograded notebook) renders each as a live link.
+SCRIPT_LINKS = [
+    "[notes](javascript:window.pwned=1)",
+    "![figure](javascript:window.pwned=1)",
+    "[see below][r]\n\n[r]: javascript:window.pwned=1",
+    "[tab](java&#x09;script:window.pwned=1)",
+    "[entity](javascript&colon;window.pwned=1)",
+    "[escaped](javascript\\:window.pwned=1)",
+    "[percent](java%0Ascript:window.pwned=1)",
+    "[case](JaVaScRiPt:window.pwned=1)",
+    "[decimal](jav&#97;script:window.pwned=1)",
+    "[vb](vbscript:msgbox(1))",
+]
+
+
+def live_script_urls(markdown: str) -> list[str]:
+    """The href/src values a renderer makes of `markdown` (nbconvert's mistune, unsanitized, as
+    a page without `sanitize_html` would show it) that would run script."""
+    import re
+    import urllib.parse
+    from html.parser import HTMLParser
+
+    from nbconvert.filters.markdown_mistune import markdown2html_mistune
+
+    urls: list[str] = []
+
+    class Links(HTMLParser):  # attributes of real tags only, not text that looks like them
+        def handle_starttag(self, tag, attrs):
+            urls.extend(v or "" for k, v in attrs if k in ("href", "src", "action", "formaction"))
+
+    Links().feed(markdown2html_mistune(markdown))
+    flat = [re.sub(r"[\x00-\x20\\]", "", urllib.parse.unquote(u)).lower() for u in urls]
+    return [u for u in flat if u.startswith(("javascript:", "vbscript:"))]
+
+
+@pytest.mark.parametrize("link", SCRIPT_LINKS)
+def test_markdown_script_links_are_shown_as_text_and_live_without_the_check(link, monkeypatch):
+    text = f"My answer, with a link: {link}\n"
+    safe = untrusted.safe_markdown(text)
+    assert live_script_urls(safe) == []
+    assert "shown as text" in safe and link.splitlines()[0].split("(")[0] in safe
+    # The check switched off (HTML sanitizing alone, as before): the link is live.
+    monkeypatch.setattr(untrusted, "script_link", lambda _: False)
+    assert live_script_urls(untrusted.safe_markdown(text)) != []
+
+
+def test_a_code_block_made_of_learner_text_cannot_be_closed_from_inside():
+    text = "```\n````\n[x](javascript:1)\n<script>window.pwned=1</script>"
+    safe = untrusted.safe_markdown(text)
+    assert live_script_urls(safe) == [] and "<script" not in safe
+    from nbconvert.filters.markdown_mistune import markdown2html_mistune
+
+    rendered = markdown2html_mistune(safe)
+    assert rendered.count("<pre>") == 1 and "<script" not in rendered
+
+
+def test_honest_markdown_keeps_its_links_maths_and_text():
+    text = "See [the paper](https://arxiv.org/abs/1502.03167), $\\hat x_i$, and a < b & c."
+    safe = untrusted.safe_markdown(text)
+    assert "shown as text" not in safe
+    assert "[the paper](https://arxiv.org/abs/1502.03167)" in safe and "$\\hat x_i$" in safe

@@ -18,12 +18,15 @@ of a submission. The grader reads them only through these functions:
 
 from __future__ import annotations
 
+import html
 import io
 import json
 import math
 import os
+import re
 import shutil
 import stat
+import urllib.parse
 import zipfile
 from pathlib import Path
 
@@ -154,13 +157,45 @@ SAFE_TAGS = {
 SAFE_ATTRIBUTES = {"a": ["href", "title"], "img": ["src", "alt", "title"]}
 
 
+# Link schemes that run code when a link is followed, however a markdown renderer spells them.
+SCRIPT_SCHEMES = ("javascript:", "vbscript:")
+_URL_NOISE = re.compile(r"[\x00-\x20\\\x7f]+")  # what browsers and markdown drop from a URL
+
+
+def script_link(text: str) -> bool:
+    """Whether `text` could carry a link or image whose URL runs script, in any markdown or
+    HTML spelling: entities (`&#x3A;`, `&colon;`), percent-encoding, backslash escapes,
+    whitespace or control characters inside the scheme, any letter case. Deliberately blunt
+    (prose that spells out such a scheme counts too): markdown renderers differ in what they
+    parse as a link, so the text as a whole is judged, not one parser's reading of it."""
+    flat = text
+    for _ in range(3):  # entities and percent-encoding, nested a few times
+        flat = urllib.parse.unquote(html.unescape(flat))
+    flat = _URL_NOISE.sub("", flat).lower()
+    return any(scheme in flat for scheme in SCRIPT_SCHEMES)
+
+
+def as_text_block(text: str) -> str:
+    """Markdown that shows `text` verbatim as a code block: its fence is longer than any run
+    of backticks in it, so nothing inside can close it, and nothing in it is rendered."""
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return (
+        "*[This markdown cell is shown as text: it holds a link that would run script.]*\n\n"
+        f"{fence}text\n{text}\n{fence}\n"
+    )
+
+
 def safe_markdown(source) -> str:
     """Markdown whose HTML is inert: disallowed tags are escaped (shown as text), attributes
-    such as onerror= dropped, and only http(s), mailto and data-free links kept."""
+    such as onerror= dropped, and only http(s), mailto and data-free links kept. A cell that
+    could carry a script link in markdown's own syntax (`[x](javascript:...)`, a reference
+    definition, any spelling `script_link` knows), which HTML sanitizing does not see and
+    nbconvert renders live, is shown as a code block instead (`as_text_block`)."""
     import bleach
 
     text = "".join(source) if isinstance(source, list) else str(source)
-    return bleach.clean(
+    clean = bleach.clean(
         text,
         tags=SAFE_TAGS,
         attributes=SAFE_ATTRIBUTES,
@@ -168,6 +203,9 @@ def safe_markdown(source) -> str:
         strip=False,
         strip_comments=True,
     )
+    # Sanitized inside the code block too, so that no HTML is live even where a renderer
+    # would not honour the fence.
+    return as_text_block(clean) if script_link(text) else clean
 
 
 def is_text(name: str) -> bool:
