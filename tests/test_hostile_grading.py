@@ -103,6 +103,9 @@ def hostile(tmp_path_factory, server):
     }
 
 
+BATCH_DEADLINE_S = 900  # the whole batch takes 1-3 minutes; a blocked grader never ends
+
+
 def grade_measuring_peak_rss(root: Path, env: dict) -> tuple[int, str]:
     """Run `bn-course grade` on the batch; return the grading process's own peak RSS (VmHWM,
     read from /proc while it runs: its local Dask workers are threads of it; the sandboxes are
@@ -118,7 +121,11 @@ def grade_measuring_peak_rss(root: Path, env: dict) -> tuple[int, str]:
     ) as proc:
         peak = 0
         status = Path(f"/proc/{proc.pid}/status")
+        deadline = time.monotonic() + BATCH_DEADLINE_S
         while proc.poll() is None:
+            if time.monotonic() > deadline:  # a grader that blocks (a FIFO it opened) fails
+                proc.kill()
+                pytest.fail(f"the batch was not graded within {BATCH_DEADLINE_S} s")
             try:
                 for line in status.read_text().splitlines():
                     if line.startswith("VmHWM:"):
