@@ -59,7 +59,7 @@ def test_v2_is_detected_when_the_controllers_are_there(unified, monkeypatch):
 def test_v2_group_gets_every_limit_and_is_removed(unified):
     group = cgroups.Cgroup.create("v2", memory_bytes=3 * 2**30, pids=1024, cpu=0.9)
     (d,) = group.dirs
-    assert d.parent == unified and d.name.startswith(f"{cgroups.PREFIX}-{os.getpid()}-")
+    assert d.parent == unified and d.name.startswith(f"{cgroups.PREFIX}-{cgroups.owner_tag()}-")
     # the controllers the parent did not delegate yet, enabled before the group is made
     assert _read(unified / "cgroup.subtree_control") == "+memory +pids"
     assert _read(d / "memory.max") == str(3 * 2**30)
@@ -87,12 +87,16 @@ def test_v2_stale_groups_of_dead_graders_are_swept(unified):
 
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
-    stale = unified / f"{cgroups.PREFIX}-{gone.pid}-0"
+    stale = unified / f"{cgroups.PREFIX}-{cgroups.owner_tag(gone.pid)}-0"
     stale.mkdir()
     (stale / "cgroup.procs").write_text("")
-    live = unified / f"{cgroups.PREFIX}-{os.getpid()}-99"
+    live = unified / f"{cgroups.PREFIX}-{cgroups.owner_tag()}-99"
     live.mkdir()
+    # The same dead pid in another pid namespace (a grader in another container sharing the
+    # tree): its pids mean nothing here, so its group is left alone.
+    foreign = unified / f"{cgroups.PREFIX}-{gone.pid}n{int(cgroups.pid_namespace()) + 1}-0"
+    foreign.mkdir()
     for f in stale.iterdir():
         f.unlink()
     removed = cgroups.sweep_stale("v2")
-    assert removed == [stale] and live.exists()
+    assert removed == [stale] and live.exists() and foreign.exists()

@@ -188,11 +188,11 @@ def test_kill_9_mid_batch_then_resume(reference, tmp_path):
         time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    from bnlab.grading import sandbox
-
     # What the kill left: the killed grader's work folders, with the /out tmpfs of the
     # submissions it was running or holding for their judge still mounted.
-    left = sorted(tmp.glob(f"{sandbox.WORK_PREFIX}{proc.pid}-*"))
+    from bnlab.grading import cgroups, sandbox
+
+    left = sorted(tmp.glob(f"{sandbox.WORK_PREFIX}{cgroups.owner_tag(proc.pid)}-*"))
     done = _ledger_count(db)
     assert 4 <= done < len(students), "the kill did not land mid-batch"
 

@@ -424,7 +424,7 @@ def test_the_graders_memory_stays_bounded(hostile):
     stays that of grading an honest cohort (frameworks imported for the references)."""
     peak = hostile["peak_rss"]
     print(f"grader peak RSS: {peak / 2**20:.0f} MiB")
-    assert 0 < peak < 1.5 * 2**30, peak
+    assert 0 < peak < 512 * 2**20, peak  # 162 MiB measured (2026-12-05)
 
 
 def test_the_run_finished_with_csv_and_report(hostile):

@@ -651,8 +651,12 @@ def test_what_a_killed_grader_left_mounted_is_swept_and_a_live_ones_kept(tmp_pat
     target.mkdir()
     (tmp_path / f"{sandbox.WORK_PREFIX}{owner}-link").symlink_to(target)
     alive = subprocess.Popen(["sleep", "60"])  # a grader that still runs, by its pid
-    theirs = tmp_path / f"{sandbox.WORK_PREFIX}{alive.pid}-x"
+    theirs = tmp_path / f"{sandbox.WORK_PREFIX}{cgroups.owner_tag(alive.pid)}-x"
     ours = tmp_path / f"{sandbox.work_prefix()}y"
+    # The dead grader's pid in another pid namespace (another container sharing /tmp): that
+    # pid means nothing here, so the folder is not taken for a dead grader's.
+    foreign = tmp_path / f"{sandbox.WORK_PREFIX}{owner}n{int(cgroups.pid_namespace()) + 1}-x"
+    foreign.mkdir()
     try:
         for folder in (theirs, ours):
             folder.mkdir()
@@ -661,6 +665,7 @@ def test_what_a_killed_grader_left_mounted_is_swept_and_a_live_ones_kept(tmp_pat
             assert not stale.exists() and sandbox._mounts_under(stale) == []
             assert sandbox._mounts_under(theirs) == [str(theirs / "out")]
             assert ours.exists() and all((tmp_path / name).exists() for name in odd)
+            assert foreign.exists()
             assert (tmp_path / f"{sandbox.WORK_PREFIX}{owner}-link").is_symlink()
             assert target.exists()
             alive.kill()

@@ -21,6 +21,7 @@ The sandbox process joins its cgroups itself, before it executes prlimit and bub
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import signal
@@ -54,11 +55,37 @@ def _v2_ok() -> bool:
     return {"memory", "pids", "cpu"} <= have
 
 
+@functools.cache
+def pid_namespace() -> str:
+    """This process's pid namespace (the inode of /proc/self/ns/pid), "0" where unknown."""
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return "0"
+
+
+def owner_tag(pid: int | None = None) -> str:
+    """How a grading process names itself in its cgroups and work folders: `PIDnNS`, its pid
+    and pid namespace. The namespace keeps a grader in one container from taking a live
+    grader's folders or groups in another (sharing /tmp or the cgroup tree) for a dead one's:
+    pids mean nothing across namespaces."""
+    return f"{os.getpid() if pid is None else pid}n{pid_namespace()}"
+
+
+def _digits(text: str, most: int) -> bool:
+    return 0 < len(text) <= most and text.isascii() and text.isdigit()
+
+
 def name_pid(text: str) -> int | None:
-    """The pid written in a name made by a grading process (a cgroup's, a work folder's), or
-    None when `text` is not one: ASCII digits only, at most 9 (pid_max is below 2**22), so
-    that a name someone else made (`²`, 20 digits) never raises."""
-    return int(text) if 0 < len(text) <= 9 and text.isascii() and text.isdigit() else None
+    """The pid in a grading process's `owner_tag` (a cgroup's name, a work folder's), or None
+    when `text` is not one, or names a process of another pid namespace, whose liveness this
+    process cannot see. Digits are ASCII only, a pid at most 9 of them (pid_max is below
+    2**22), so that a name someone else made (`²`, 20 digits) never raises. A bare pid (the
+    names before namespaces were written) counts as this namespace's."""
+    pid, sep, namespace = text.partition("n")
+    if sep and not (_digits(namespace, 20) and namespace == pid_namespace()):
+        return None
+    return int(pid) if _digits(pid, 9) else None
 
 
 def pid_alive(pid: int) -> bool:
@@ -74,7 +101,8 @@ def pid_alive(pid: int) -> bool:
 def sweep_stale(version: str) -> list[Path]:
     """Remove the groups of grading processes that no longer exist (a grader killed with
     kill -9 cannot remove its own): whatever is left in them is killed first. Returns the
-    folders removed. The group name carries the grading process's pid (`bnlab-PID-N`)."""
+    folders removed. The group name carries the grading process's `owner_tag` (`bnlab-TAG-N`);
+    groups of another pid namespace are left to the graders there."""
     parents = [ROOT / c for c in ("memory", "pids", "cpu")] if version == "v1" else [ROOT]
     stale: dict[str, list[Path]] = {}
     for parent in parents:
@@ -119,7 +147,7 @@ class Cgroup:
     @classmethod
     def create(cls, version: str, memory_bytes: int, pids: int, cpu: float) -> Cgroup:
         with _lock:
-            name = f"{PREFIX}-{os.getpid()}-{next(_counter)}"
+            name = f"{PREFIX}-{owner_tag()}-{next(_counter)}"
         group = cls(version)
         quota = max(1000, int(cpu * CPU_PERIOD_US))
         try:

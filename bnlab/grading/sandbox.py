@@ -151,8 +151,9 @@ WORK_PREFIX = "bnlab-grade-"
 
 def work_prefix() -> str:
     """The name prefix of this process's temporary grading folders (`WORK_PREFIX` and the
-    pid), by which a later grading process tells a dead one's leftovers (`sweep_stale_work`)."""
-    return f"{WORK_PREFIX}{os.getpid()}-"
+    `cgroups.owner_tag`: pid and pid namespace), by which a later grading process tells a dead
+    one's leftovers (`sweep_stale_work`)."""
+    return f"{WORK_PREFIX}{cgroups.owner_tag()}-"
 
 
 def _work_owner(name: str) -> int | None:
@@ -184,9 +185,9 @@ def sweep_stale_work(tmp: Path | None = None) -> list[Path]:
     work folders (named `work_prefix()`) and the /out tmpfs mounted in them. A grader killed
     with SIGKILL or by the out-of-memory killer never runs its cleanup, and a tmpfs keeps its
     files in memory until it is unmounted. Only folders this user owns, that are not links,
-    whose pid no longer exists, are touched; pids are assumed to be of one pid namespace per
-    temporary folder, as the cgroup names are (`cgroups.sweep_stale`). Returns the folders
-    removed."""
+    whose pid, of this pid namespace, no longer exists, are touched (`cgroups.name_pid`: a
+    folder of another namespace's grader is left alone, as its cgroups are). Returns the
+    folders removed."""
     tmp = Path(tmp or tempfile.gettempdir())
     removed = []
     try:
