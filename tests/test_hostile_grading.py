@@ -421,7 +421,7 @@ def test_links_are_never_followed_into_course_files(hostile):
 def test_the_graders_memory_stays_bounded(hostile):
     """The batch holds an npz bomb (128 MiB declared in 130 kB), 5,000-member npz files,
     floods of messages and output; the grader refuses them before loading, so its own peak RSS
-    stays that of grading an honest cohort (frameworks imported for the references)."""
+    stays that of grading an honest cohort (the references come from the primer process)."""
     peak = hostile["peak_rss"]
     print(f"grader peak RSS: {peak / 2**20:.0f} MiB")
     assert 0 < peak < 512 * 2**20, peak  # 162 MiB measured (2026-12-05)
