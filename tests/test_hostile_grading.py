@@ -311,6 +311,10 @@ PROTECTIONS_OFF = {
         "import bnlab.grading.untrusted as u\nu.clean = lambda value, depth=0: value\n",
         ("a26_lone_surrogates",),
     ),
+    "names_shown_as_text": (
+        "import bnlab.grading.untrusted as u\nu.shown_name = lambda name: name\n",
+        (os.fsdecode(b"c17_student_\xff"), "c18_non_utf8_notebook_name"),
+    ),
     "markdown_made_inert": (
         "import bnlab.grading.untrusted as u\n"
         "u.safe_markdown = lambda s: ''.join(s) if isinstance(s, list) else str(s)\n",
@@ -324,8 +328,8 @@ HONEST_NEIGHBOURS = ("s01_honest_full", "s02_honest_identity")  # full marks; a 
 def test_the_batch_fails_with_a_protection_switched_off(protection, tmp_path, server):
     """The batch's own checks (exact outcome, bytes written, live markup) on its attacks,
     graded beside an honest student and a wrong baseline with one protection of the trusted side
-    switched off: the checks fail, so they test the protection. The neighbours are graded exactly
-    either way, and the run ends with its CSV."""
+    switched off: the checks fail (or the whole run breaks), so they test the protection. As
+    shipped, the neighbours are graded exactly and the run ends with its CSV."""
     import subprocess
 
     patch, attacks = PROTECTIONS_OFF[protection]
@@ -349,6 +353,11 @@ def test_the_batch_fails_with_a_protection_switched_off(protection, tmp_path, se
             text=True,
             timeout=600,
         )
+        if mode == "off" and (
+            done.returncode not in (0, 1) or not (root / "reports" / f"{STEM}-grades.csv").exists()
+        ):
+            print(f"{protection} off: the run broke (exit {done.returncode})")
+            return  # switched off, the attack stopped the whole run: no CSV, no grades
         # Switched off, a submission may become a grader error (exit 1); the others go on.
         assert done.returncode in ((0,) if mode == "shipped" else (0, 1)), done.stderr[-3000:]
         assert (root / "reports" / f"{STEM}-grades.csv").is_file()
@@ -364,6 +373,7 @@ def test_the_batch_fails_with_a_protection_switched_off(protection, tmp_path, se
             problems["a27_html_in_markdown"] += markdown_problems(root)
         if not code:
             assert all(p == [] for p in problems.values()), problems
+    print(f"{protection} off: {problems}")
     assert all(problems.values()), problems  # every attack gets through once switched off
 
 
