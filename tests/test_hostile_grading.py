@@ -509,6 +509,9 @@ def test_learner_html_never_runs_in_the_pages_an_instructor_opens(hostile):
             assert tab.evaluate("typeof window.pwned") == "undefined"
             assert report_module.FEEDBACK_CSP in page.read_text(encoding="utf-8")
             tab.goto(page.as_uri())
+            # The only script the page loads is MathJax, from the one folder the CSP allows.
+            scripts = [s.get_attribute("src") for s in tab.query_selector_all("script[src]")]
+            assert scripts and all(s.startswith(report_module.MATHJAX_PREFIX) for s in scripts)
             for link in tab.query_selector_all("a"):
                 assert not (link.get_attribute("href") or "").startswith("javascript:")
         finally:

@@ -435,13 +435,18 @@ def write_report(results: list[dict], path: Path, assignment: str, max_score: fl
     path.write_text(html, encoding="utf-8")
 
 
-# The feedback pages nbgrader writes load MathJax from its CDN and carry nbconvert's inline
-# styles; no other script may run there (learner markdown is sanitized already: this is the
-# second wall). The inline MathJax configuration has a non-script type, so it is data, not code.
+# The feedback pages nbgrader writes load MathJax 2.7.7 from cdnjs (nbconvert's template) and
+# carry nbconvert's inline styles; no other script may run there (learner markdown is sanitized
+# already: this is the second wall). Sources are limited to MathJax's own folder on the CDN, not
+# the whole CDN, whose other libraries (AngularJS, say) would let injected markup run script.
+# MathJax's latest.js asks the CDN's API for a newer 2.x, which connect-src 'none' refuses, and
+# then loads its own version from that folder. The inline MathJax configuration has a
+# non-script type, so it is data, not code.
+MATHJAX_PREFIX = "https://cdnjs.cloudflare.com/ajax/libs/mathjax/2.7.7/"
 FEEDBACK_CSP = (
-    "default-src 'none'; script-src https://cdnjs.cloudflare.com; "
-    "style-src 'unsafe-inline' https://cdnjs.cloudflare.com; "
-    "font-src data: https://cdnjs.cloudflare.com; img-src data:"
+    f"default-src 'none'; script-src {MATHJAX_PREFIX}; "
+    f"style-src 'unsafe-inline' {MATHJAX_PREFIX}; "
+    f"font-src data: {MATHJAX_PREFIX}; img-src data:"
 )
 
 
