@@ -228,6 +228,28 @@ MEMORY_BOMB = """
 _hog = [bytearray(2**30) for _ in range(6)]  # 6 GiB
 """
 
+# Memory that a per-process limit does not see: a shared mapping (RLIMIT_DATA does not count
+# it), and three processes of 2 GiB each (each under a per-process limit of 4 GiB).
+SHARED_MMAP_BOMB = """
+import mmap
+_m = mmap.mmap(-1, 5 * 2**30, flags=mmap.MAP_SHARED)
+for _i in range(0, len(_m), 4096):
+    _m[_i] = 1
+"""
+CHILDREN_MEMORY = """
+import os, time
+_kids = []
+for _ in range(3):
+    _pid = os.fork()
+    if _pid == 0:
+        _hog = b"x" * (2 * 2**30)
+        time.sleep(60)  # all three hold their 2 GiB: together past the limit
+        os._exit(0)
+    _kids.append(_pid)
+for _pid in _kids:
+    os.waitpid(_pid, 0)
+"""
+
 
 # --- attacks on the grader's side: /out is written by learner code, and so is every file in it
 # The runner ends with os._exit, so no atexit handler runs after the last cell; the forger
@@ -458,6 +480,18 @@ def cases(fill: dict) -> list[Case]:
             "a17_memory_bomb",
             {"batchnorm_forward": MEMORY_BOMB + sol_fwd},
             expect=scores("none", "none"),
+        ),
+        Case(
+            "a17_shared_memory_bomb",
+            {"batchnorm_forward": SHARED_MMAP_BOMB + IDENTITY},
+            expect=scores("none", "none"),
+        ),
+        Case(
+            "a17_children_memory",
+            {"batchnorm_forward": CHILDREN_MEMORY + IDENTITY},
+            expect=scores("none", "none"),
+            reason="memory limit",
+            reason_cells=("test_shape",),
         ),
         Case("a18_fork_bomb", {"batchnorm_forward": fallback(FORK_BOMB + sol_fwd)}, expect=HONEST),
         Case(

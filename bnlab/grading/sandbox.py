@@ -105,6 +105,13 @@ class Outcome:
     @property
     def limit_reason(self) -> str | None:
         """Which limit stopped the run, in words, or None when it ended by itself."""
+        if self.timed_out and self.memory_limit_hit:
+            # At the memory limit the kernel may reclaim and stall rather than kill: the time
+            # limit then ends it, and the memory is the cause worth naming.
+            return (
+                "it reached its memory limit (all processes together), ran past the time "
+                "limit and was stopped"
+            )
         if self.timed_out:
             return "it ran past the time limit and was stopped"
         if self.disk_limit_hit and self.returncode != 0:
