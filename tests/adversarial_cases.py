@@ -489,9 +489,11 @@ def cases(fill: dict) -> list[Case]:
         Case(
             "a17_children_memory",
             {"batchnorm_forward": CHILDREN_MEMORY + IDENTITY},
+            # Stopped either way: at the memory limit (the kernel stalls the three rather than
+            # killing one) and then the time limit; on a loaded machine the sandbox's low CPU
+            # weight can keep them below the limit until the time limit. The limit itself is
+            # shown beside its control in tests/test_sandbox.py.
             expect=scores("none", "none"),
-            reason="memory limit",
-            reason_cells=("test_shape",),
         ),
         Case("a18_fork_bomb", {"batchnorm_forward": fallback(FORK_BOMB + sol_fwd)}, expect=HONEST),
         Case(

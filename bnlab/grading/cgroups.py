@@ -207,15 +207,17 @@ class Cgroup:
     def hit_memory_limit(self) -> bool:
         d = self._memory_dir()
         try:
+            # Reaching the limit counts, not only a kill: at the limit the kernel may reclaim
+            # and stall the group's processes instead of killing one (three processes of 2 GiB
+            # under 4 GiB were stalled until the time limit, with no OOM kill).
             if self.version == "v1":
                 control = dict(
                     line.split() for line in (d / "memory.oom_control").read_text().splitlines()
                 )
-                if "oom_kill" in control:
-                    return int(control["oom_kill"]) > 0
-                return int((d / "memory.failcnt").read_text()) > 0
+                failcnt = int((d / "memory.failcnt").read_text())
+                return int(control.get("oom_kill", 0)) > 0 or failcnt > 0
             events = dict(line.split() for line in (d / "memory.events").read_text().splitlines())
-            return int(events.get("oom_kill", 0)) > 0
+            return int(events.get("oom_kill", 0)) > 0 or int(events.get("max", 0)) > 0
         except (OSError, ValueError):
             return False
 
