@@ -360,10 +360,14 @@ def spread(values: list[float]) -> str:
 def ratio_line(runs: dict[str, list[float]], a: str, b: str) -> str:
     """The ratio of the medians of rows a and b, and the range of the per-round ratios."""
     per_round = [x / y for x, y in zip(runs[a], runs[b], strict=True)]
-    med = statistics.median(runs[a]) / statistics.median(runs[b])
+    return with_range(statistics.median(runs[a]) / statistics.median(runs[b]), per_round)
+
+
+def with_range(ratio: float, per_round: list[float]) -> str:
+    """A ratio, and the range of its per-round values when there is more than one round."""
     if len(per_round) == 1:
-        return f"{med:.2f}x"
-    return f"{med:.2f}x (per round {min(per_round):.2f}-{max(per_round):.2f}x)"
+        return f"{ratio:.2f}x"
+    return f"{ratio:.2f}x (per round {min(per_round):.2f}-{max(per_round):.2f}x)"
 
 
 MACHINE_JOBS = 24
@@ -418,10 +422,7 @@ def ceiling(one_worker: list[float], busy_two: list[float]) -> str:
     least B2 / C seconds of wall, so this bounds 2w/1w from above; measured, not modelled."""
     cores = os.cpu_count() or 1
     per_round = [cores * t / b for t, b in zip(one_worker, busy_two, strict=True)]
-    med = statistics.median(per_round)
-    if len(per_round) == 1:
-        return f"{med:.2f}x"
-    return f"{med:.2f}x ({min(per_round):.2f}-{max(per_round):.2f}x)"
+    return with_range(statistics.median(per_round), per_round)
 
 
 def bound(one_worker_s: float, primer_s: float) -> float:
